@@ -1,0 +1,192 @@
+"""Recording audit events: the one small API every other app calls."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+from datetime import timezone as dt_timezone
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import IntegrityError, connection, models, transaction
+from django.utils import timezone
+
+from audit.context import audit_context_get
+from audit.models import AuditEvent
+
+GENESIS_HASH = "0" * 64
+#: Any 64-bit number identifying "the audit chain" among PostgreSQL advisory locks.
+_CHAIN_LOCK_ID = 0x7472_6164_6570_6F72  # "tradepor"
+_INSERT_ATTEMPTS = 5
+
+
+def _normalize_json(value: Any) -> Any:
+    """What a JSONField gives back after a round trip (Decimals and datetimes as strings)."""
+    if value is None:
+        return None
+    return json.loads(json.dumps(value, cls=DjangoJSONEncoder))
+
+
+def _normalize_ip(value: str | None) -> str | None:
+    if not value:
+        return None
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return None
+
+
+def audit_event_hash(event: AuditEvent) -> str:
+    """SHA-256 over the previous hash and every recorded field, in a fixed canonical form."""
+    payload = {
+        "seq": event.seq,
+        "occurred_at": event.occurred_at.astimezone(dt_timezone.utc).isoformat(timespec="microseconds"),
+        "actor_type": event.actor_type,
+        "actor_user_id": event.actor_user_id,
+        "actor_api_key_id": event.actor_api_key_id,
+        "actor_label": event.actor_label,
+        "action": event.action,
+        "target_type": event.target_type,
+        "target_id": event.target_id,
+        "target_label": event.target_label,
+        "before": event.before,
+        "after": event.after,
+        "ip": _normalize_ip(event.ip),
+        "user_agent": event.user_agent,
+        "request_id": event.request_id,
+        "prev_hash": event.prev_hash,
+    }
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _lock_chain() -> None:
+    """Serialize chain appends: PostgreSQL by advisory lock until commit; SQLite takes its
+    write lock when the (IMMEDIATE) transaction begins."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CHAIN_LOCK_ID])
+
+
+def _actor_fields(actor: Any) -> dict[str, Any]:
+    from portal.models import ApiKey, User
+
+    context = audit_context_get()
+    if isinstance(actor, str):
+        return {"actor_type": AuditEvent.ActorType.SYSTEM, "actor_label": actor[:150]}
+    if isinstance(actor, ApiKey):
+        return {
+            "actor_type": AuditEvent.ActorType.API_KEY,
+            "actor_user_id": actor.user_id,
+            "actor_api_key_id": actor.pk,
+            "actor_label": f"{actor.user.get_username()} via key {actor.prefix}",
+        }
+    if isinstance(actor, User):
+        fields = {
+            "actor_type": AuditEvent.ActorType.USER,
+            "actor_user_id": actor.pk,
+            "actor_label": actor.get_username(),
+        }
+        if context.api_key_id and context.user_id == actor.pk:
+            fields["actor_type"] = AuditEvent.ActorType.API_KEY
+            fields["actor_api_key_id"] = context.api_key_id
+        return fields
+    if context.user_id is not None:
+        user = User.objects.filter(pk=context.user_id).first()
+        if user is not None:
+            return _actor_fields(user)
+    return {"actor_type": AuditEvent.ActorType.ANONYMOUS, "actor_label": "anonymous"}
+
+
+@dataclass(frozen=True)
+class Target:
+    """What an event is about, when it is not a model instance (e.g. a username that failed)."""
+
+    type: str
+    id: str = ""
+    label: str = ""
+
+
+def audit_record(
+    *,
+    action: str,
+    actor: Any = None,
+    target: models.Model | Target | None = None,
+    before: dict | None = None,
+    after: dict | None = None,
+) -> AuditEvent:
+    """Append one event to the chain, inside the caller's transaction when there is one.
+
+    `actor` is a User, an ApiKey, a system component name, or None for "whoever the
+    current request / job acts for". Call it last in a transaction: the chain lock is held
+    from here until commit.
+    """
+    context = audit_context_get()
+    if isinstance(target, models.Model):
+        target_fields = {
+            "target_type": target._meta.label_lower,
+            "target_id": str(target.pk),
+            "target_label": str(target)[:255],
+        }
+    elif isinstance(target, Target):
+        target_fields = {"target_type": target.type, "target_id": target.id, "target_label": target.label[:255]}
+    else:
+        target_fields = {}
+    fields = {
+        **_actor_fields(actor),
+        **target_fields,
+        "action": action,
+        "before": _normalize_json(before),
+        "after": _normalize_json(after),
+        "ip": _normalize_ip(context.ip),
+        "user_agent": (context.user_agent or "")[:512],
+        "request_id": context.request_id[:128],
+    }
+    for attempt in range(_INSERT_ATTEMPTS):
+        try:
+            with transaction.atomic():
+                _lock_chain()
+                last = AuditEvent.objects.order_by("-seq").values_list("seq", "hash").first()
+                seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
+                event = AuditEvent(
+                    seq=seq,
+                    prev_hash=prev_hash,
+                    occurred_at=timezone.now(),
+                    **fields,
+                )
+                event.hash = audit_event_hash(event)
+                event.save()
+                return event
+        except IntegrityError:
+            # Another writer took this seq (only possible without the chain lock); retry on top of it.
+            if attempt == _INSERT_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+@dataclass(frozen=True)
+class ChainVerdict:
+    ok: bool
+    checked: int
+    broken_seq: int | None = None
+    reason: str = ""
+
+
+def audit_chain_verify(*, chunk_size: int = 2000) -> ChainVerdict:
+    """Walk the chain in order; name the first event whose content or link does not hold."""
+    expected_prev = GENESIS_HASH
+    expected_seq = 1
+    checked = 0
+    for event in AuditEvent.objects.order_by("seq").iterator(chunk_size=chunk_size):
+        if event.seq != expected_seq:
+            return ChainVerdict(False, checked, expected_seq, f"event #{expected_seq} is missing")
+        if event.prev_hash != expected_prev:
+            return ChainVerdict(False, checked, event.seq, "link to the previous event does not match")
+        if audit_event_hash(event) != event.hash:
+            return ChainVerdict(False, checked, event.seq, "content does not match its hash")
+        expected_prev = event.hash
+        expected_seq += 1
+        checked += 1
+    return ChainVerdict(True, checked)

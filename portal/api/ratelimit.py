@@ -1,0 +1,64 @@
+"""Rate limits per API key / user / client IP and per endpoint class, via django-ratelimit.
+
+A view names its class with `rate_limit_class` ("read", "write", "trade"); otherwise safe
+methods count as "read" and the rest as "write". Counters live in the shared cache.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django_ratelimit.core import get_usage
+from rest_framework.permissions import SAFE_METHODS
+from rest_framework.throttling import BaseThrottle
+
+from portal.models import ApiKey
+from portal.net import client_ip
+
+
+def rate_limit_class_of(request, view) -> str:
+    if not request.user or not request.user.is_authenticated:
+        return "anonymous"
+    declared = getattr(view, "rate_limit_class", None)
+    if declared:
+        return declared
+    return "read" if request.method in SAFE_METHODS else "write"
+
+
+def _caller_key(request) -> str:
+    if isinstance(request.auth, ApiKey):
+        return f"key:{request.auth.pk}"
+    if request.user and request.user.is_authenticated:
+        return f"user:{request.user.pk}"
+    return f"ip:{client_ip(request) or 'unknown'}"
+
+
+class EndpointClassRateThrottle(BaseThrottle):
+    """DRF throttle backed by django-ratelimit; leaves the usage on the request for headers."""
+
+    def allow_request(self, request, view) -> bool:
+        endpoint_class = rate_limit_class_of(request, view)
+        rate = settings.API_RATE_LIMITS[endpoint_class]
+        caller = _caller_key(request)
+        usage = get_usage(
+            request._request,
+            group=f"api:{endpoint_class}",
+            key=lambda group, _request: caller,
+            rate=rate,
+            increment=True,
+        )
+        if usage is None:
+            return True
+        request.rate_limit_usage = usage
+        self.time_left = max(1, usage["time_left"])
+        return not usage["should_limit"]
+
+    def wait(self) -> float:
+        return self.time_left
+
+
+def rate_limit_headers(usage: dict) -> dict[str, str]:
+    return {
+        "RateLimit-Limit": str(usage["limit"]),
+        "RateLimit-Remaining": str(max(0, usage["limit"] - usage["count"])),
+        "RateLimit-Reset": str(max(0, usage["time_left"])),
+    }

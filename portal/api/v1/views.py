@@ -1,0 +1,95 @@
+"""Identity & access endpoints: who am I, system info, API keys."""
+
+from django.conf import settings
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, status
+from rest_framework.response import Response
+
+from portal.api.docs import PROBLEM_RESPONSES, problem
+from portal.api.permissions import IsAuthenticatedWithScope, IsOwnerOrOperator
+from portal.api.v1.serializers import (
+    ApiKeyCreatedSerializer,
+    ApiKeyCreateSerializer,
+    ApiKeySerializer,
+    MeSerializer,
+    SystemInfoSerializer,
+)
+from portal.api.views import ApiView, ApiViewSet
+from portal.api_keys import api_key_create, api_key_get, api_key_list, api_key_revoke
+from portal.choices import Role
+from portal.errors import NotFoundError
+from portal.health import PROCESS_STARTED_AT, health_report, system_versions, uptime_seconds
+
+
+class MeView(ApiView):
+    @extend_schema(operation_id="me_retrieve", responses={200: MeSerializer, **PROBLEM_RESPONSES})
+    def get(self, request):
+        """The authenticated user, their role and how they authenticated."""
+        return Response(MeSerializer(request.user, context={"request": request}).data)
+
+
+class SystemInfoView(ApiView):
+    @extend_schema(operation_id="system_info_retrieve", responses={200: SystemInfoSerializer, **PROBLEM_RESPONSES})
+    def get(self, request):
+        """Versions, mode and uptime; operators also get every subsystem's health."""
+        body = {
+            "status": "ok",
+            "mode": "embedded" if settings.EMBEDDED else "full",
+            "started_at": PROCESS_STARTED_AT,
+            "uptime_seconds": uptime_seconds(),
+            "versions": system_versions(),
+            "server_time": timezone.now(),
+            "api_version": request.version,
+        }
+        if request.user.has_role_at_least(Role.OPERATOR):
+            report = health_report()
+            body["status"] = report["status"]
+            body["components"] = report["components"]
+        return Response(SystemInfoSerializer(body).data)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List your API keys", responses={200: ApiKeySerializer(many=True), **PROBLEM_RESPONSES}),
+    retrieve=extend_schema(summary="One of your API keys", responses={200: ApiKeySerializer, **PROBLEM_RESPONSES}),
+)
+class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
+    """API keys of the authenticated user. Creating and revoking need the trader role and,
+    with an API key, the `trade` scope."""
+
+    serializer_class = ApiKeySerializer
+    permission_classes = [IsAuthenticatedWithScope, IsOwnerOrOperator]
+    filterset_fields = []
+
+    def get_queryset(self):
+        return api_key_list(user=self.request.user)
+
+    def get_object(self):
+        api_key = api_key_get(user=self.request.user, key_id=self._key_id())
+        self.check_object_permissions(self.request, api_key)
+        return api_key
+
+    def _key_id(self) -> int:
+        try:
+            return int(self.kwargs["pk"])
+        except (TypeError, ValueError):
+            raise NotFoundError("not_found", "No such API key.") from None
+
+    @extend_schema(
+        summary="Create an API key",
+        request=ApiKeyCreateSerializer,
+        responses={201: ApiKeyCreatedSerializer, **PROBLEM_RESPONSES, 422: problem("Idempotency-Key reused with another body")},
+        examples=[OpenApiExample("Trading key", value={"name": "bot", "scopes": ["read", "trade"], "allowed_ips": ["203.0.113.0/24"]})],
+    )
+    def create(self, request):
+        payload = ApiKeyCreateSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        issued = api_key_create(user=request.user, actor=request.auth or request.user, **payload.validated_data)
+        body = ApiKeyCreatedSerializer(issued.api_key).data
+        body["key"] = issued.raw_key
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    @extend_schema(summary="Revoke an API key", responses={204: OpenApiResponse(description="Revoked"), **PROBLEM_RESPONSES})
+    def destroy(self, request, pk=None):
+        api_key_revoke(api_key=self.get_object(), actor=request.auth or request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,96 @@
+"""Base classes of every API view: idempotent writes and rate-limit headers built in."""
+
+from __future__ import annotations
+
+import json
+
+from django.core.serializers.json import DjangoJSONEncoder
+from rest_framework import generics, viewsets
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from portal.idempotency import idempotency_begin, idempotency_complete, request_fingerprint
+from portal.models import ApiKey
+
+IDEMPOTENT_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+class _IdempotentReplay(Exception):
+    def __init__(self, response: Response):
+        self.response = response
+
+
+def _idempotency_scope(request) -> str | None:
+    if isinstance(request.auth, ApiKey):
+        return f"key:{request.auth.pk}"
+    if request.user and request.user.is_authenticated:
+        return f"user:{request.user.pk}"
+    return None
+
+
+class TradeportApiMixin:
+    """Honours `Idempotency-Key` on POST / PUT / PATCH / DELETE and adds RateLimit-* headers.
+
+    The key is claimed after authentication, permissions and rate limits passed, so a
+    refused request never burns a key.
+    """
+
+    _idempotency_record = None
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        key = request.headers.get("Idempotency-Key")
+        scope = _idempotency_scope(request)
+        if key is None or request.method not in IDEMPOTENT_METHODS or scope is None:
+            return
+        start = idempotency_begin(
+            scope=scope,
+            key=key,
+            method=request.method,
+            path=request.get_full_path(),
+            fingerprint=request_fingerprint(method=request.method, path=request.get_full_path(), body=request.body),
+        )
+        if start.replay:
+            record = start.record
+            headers = dict(record.response_headers)
+            content_type = headers.pop("Content-Type", None)
+            raise _IdempotentReplay(
+                Response(
+                    record.response_body,
+                    status=record.response_status,
+                    headers={**headers, "Idempotent-Replayed": "true"},
+                    content_type=content_type,
+                )
+            )
+        self._idempotency_record = start.record
+
+    def handle_exception(self, exc):
+        if isinstance(exc, _IdempotentReplay):
+            return exc.response
+        return super().handle_exception(exc)
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        usage = getattr(request, "rate_limit_usage", None)
+        if usage is not None:
+            from portal.api.ratelimit import rate_limit_headers
+
+            for name, value in rate_limit_headers(usage).items():
+                response[name] = value
+        if self._idempotency_record is not None:
+            record, self._idempotency_record = self._idempotency_record, None
+            body = json.loads(json.dumps(response.data, cls=DjangoJSONEncoder)) if response.data is not None else None
+            idempotency_complete(record=record, status=response.status_code, body=body, headers=dict(response.items()))
+        return response
+
+
+class ApiView(TradeportApiMixin, APIView):
+    pass
+
+
+class GenericApiView(TradeportApiMixin, generics.GenericAPIView):
+    pass
+
+
+class ApiViewSet(TradeportApiMixin, viewsets.GenericViewSet):
+    pass

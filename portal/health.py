@@ -1,0 +1,195 @@
+"""Health of every subsystem: database, cache, channel layer, broker, and process heartbeats.
+
+One function (`health_report`) feeds /readyz, /healthz, /health, the System page and
+/api/v1/system/info, so all of them tell the same story.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone as dt_timezone
+
+import django
+from asgiref.sync import async_to_sync
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection
+from django.utils import timezone
+
+PROCESS_STARTED_AT = datetime.now(dt_timezone.utc)
+_PROCESS_STARTED_MONOTONIC = time.monotonic()
+#: A heartbeat older than this many seconds counts as a process that is down.
+HEARTBEAT_STALE_SECONDS = 90
+HEARTBEAT_KEY = "heartbeat:{component}"
+#: Components that report by heartbeat; later issues add theirs (simulator).
+HEARTBEAT_COMPONENTS = ("worker", "beat")
+
+
+@dataclass
+class ComponentHealth:
+    name: str
+    status: str  # "ok" | "down" | "unknown" | "embedded"
+    latency_ms: float | None = None
+    version: str = ""
+    detail: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("ok", "embedded")
+
+
+def _timed(name: str, probe) -> ComponentHealth:
+    started = time.perf_counter()
+    try:
+        version, detail, extra = probe()
+        status = "ok"
+    except Exception as exc:  # a probe reports any failure as "down", never raises
+        version, detail, extra, status = "", f"{type(exc).__name__}: {exc}"[:300], {}, "down"
+    return ComponentHealth(
+        name=name,
+        status=status,
+        latency_ms=round((time.perf_counter() - started) * 1000, 2),
+        version=version,
+        detail=detail,
+        extra=extra,
+    )
+
+
+def _probe_database():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+    if connection.vendor == "postgresql":
+        major, rest = divmod(connection.pg_version, 10000)
+        version = f"PostgreSQL {major}.{rest % 100}"
+    else:
+        import sqlite3
+
+        version = f"SQLite {sqlite3.sqlite_version}"
+    return version, connection.settings_dict.get("HOST") or connection.vendor, {}
+
+
+def _redis_client():
+    import redis
+
+    return redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
+
+
+def _probe_cache():
+    token = uuid.uuid4().hex
+    cache.set("health:probe", token, timeout=10)
+    if cache.get("health:probe") != token:
+        raise RuntimeError("cache did not return what was written")
+    backend = settings.CACHES["default"]["BACKEND"].rsplit(".", 1)[-1]
+    version = ""
+    if not settings.EMBEDDED:
+        version = "Redis " + _redis_client().info("server")["redis_version"]
+    return version, backend, {}
+
+
+def _probe_channel_layer():
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    if layer is None:
+        raise RuntimeError("no channel layer configured")
+
+    async def round_trip():
+        import asyncio
+
+        channel = await layer.new_channel("health.")
+        await layer.send(channel, {"type": "health.probe"})
+        return await asyncio.wait_for(layer.receive(channel), timeout=2)
+
+    message = async_to_sync(round_trip)()
+    if message.get("type") != "health.probe":
+        raise RuntimeError("channel layer returned an unexpected message")
+    return "", type(layer).__name__, {}
+
+
+def _probe_broker():
+    from portal.celery import app
+
+    with app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, timeout=2)
+        transport = conn.transport_cls
+    import kombu
+
+    return f"kombu {kombu.__version__}", str(transport), {}
+
+
+def heartbeat_beat(component: str, *, detail: str = "") -> None:
+    """Record that `component` (worker, beat, simulator, …) is alive right now."""
+    cache.set(
+        HEARTBEAT_KEY.format(component=component),
+        {"at": timezone.now().isoformat(), "detail": detail},
+        timeout=HEARTBEAT_STALE_SECONDS * 10,
+    )
+
+
+def _heartbeat(component: str) -> ComponentHealth:
+    if settings.EMBEDDED:
+        return ComponentHealth(name=component, status="embedded", detail="runs inside the web process")
+    beat = cache.get(HEARTBEAT_KEY.format(component=component))
+    if not beat:
+        return ComponentHealth(name=component, status="unknown", detail="no heartbeat received yet")
+    age = (timezone.now() - datetime.fromisoformat(beat["at"])).total_seconds()
+    status = "ok" if age <= HEARTBEAT_STALE_SECONDS else "down"
+    return ComponentHealth(
+        name=component,
+        status=status,
+        detail=f"last heartbeat {age:.0f}s ago {beat.get('detail', '')}".strip(),
+        extra={"last_heartbeat": beat["at"]},
+    )
+
+
+def readiness_checks() -> list[ComponentHealth]:
+    """The parts the web process cannot serve without (the broker only where configured)."""
+    checks = [
+        _timed("database", _probe_database),
+        _timed("cache", _probe_cache),
+        _timed("channel_layer", _probe_channel_layer),
+    ]
+    if not settings.CELERY_EMBEDDED:
+        checks.append(_timed("broker", _probe_broker))
+    return checks
+
+
+def uptime_seconds() -> float:
+    return round(time.monotonic() - _PROCESS_STARTED_MONOTONIC, 1)
+
+
+def system_versions() -> dict[str, str]:
+    return {
+        "tradeport": settings.TRADEPORT_VERSION,
+        "python": platform.python_version(),
+        "django": django.get_version(),
+    }
+
+
+def health_report() -> dict:
+    """Everything /health shows: readiness parts, heartbeats, versions, uptime, mode.
+
+    `status` is "down" when a readiness part fails, "degraded" when only a background
+    process stopped beating, "ok" otherwise.
+    """
+    readiness = readiness_checks()
+    heartbeats = [_heartbeat(name) for name in HEARTBEAT_COMPONENTS]
+    if not all(part.ok for part in readiness):
+        status = "down"
+    elif any(beat.status == "down" for beat in heartbeats):
+        status = "degraded"
+    else:
+        status = "ok"
+    return {
+        "status": status,
+        "mode": "embedded" if settings.EMBEDDED else "full",
+        "started_at": PROCESS_STARTED_AT.isoformat(),
+        "uptime_seconds": uptime_seconds(),
+        "versions": system_versions(),
+        "components": [asdict(part) for part in readiness + heartbeats],
+    }

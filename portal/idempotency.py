@@ -1,0 +1,115 @@
+"""Idempotency-Key semantics (DESIGN §7), stored in the database so no retry can run twice.
+
+Same key + same request → the stored response is replayed; same key + another request →
+422; the same key while the first request still runs → 409. Keys are scoped per caller
+(user or API key) and live IDEMPOTENCY_KEY_TTL_SECONDS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from portal.errors import ConflictError, DomainError
+from portal.models import IdempotencyRecord
+
+MAX_KEY_LENGTH = 255
+#: Statuses that are not stored: the caller may retry them with the same key.
+RETRYABLE_STATUSES = {409, 429}
+STORED_HEADERS = ("Location", "Content-Type")
+
+
+@dataclass(frozen=True)
+class IdempotencyStart:
+    """Either a fresh record to complete later, or a finished one to replay."""
+
+    record: IdempotencyRecord
+    replay: bool
+
+
+def request_fingerprint(*, method: str, path: str, body: bytes) -> str:
+    digest = hashlib.sha256()
+    for part in (method.upper().encode(), b"\n", path.encode(), b"\n", body):
+        digest.update(part)
+    return digest.hexdigest()
+
+
+def _validate_key(key: str) -> None:
+    if not (0 < len(key) <= MAX_KEY_LENGTH) or not key.isprintable() or not key.isascii():
+        raise DomainError(
+            "idempotency_key_invalid",
+            f"Idempotency-Key must be 1–{MAX_KEY_LENGTH} printable ASCII characters.",
+            status=400,
+        )
+
+
+def idempotency_begin(*, scope: str, key: str, method: str, path: str, fingerprint: str) -> IdempotencyStart:
+    """Claim `key` for this request, or say why it cannot run (replay / 409 / 422)."""
+    _validate_key(key)
+    now = timezone.now()
+    lock_until = now + timedelta(seconds=settings.IDEMPOTENCY_LOCK_SECONDS)
+    expired_before = now - timedelta(seconds=settings.IDEMPOTENCY_KEY_TTL_SECONDS)
+    for _ in range(3):
+        try:
+            with transaction.atomic():
+                record = IdempotencyRecord.objects.create(
+                    scope=scope, key=key, method=method, path=path[:2048], fingerprint=fingerprint, locked_until=lock_until
+                )
+            return IdempotencyStart(record=record, replay=False)
+        except IntegrityError:
+            existing = IdempotencyRecord.objects.filter(scope=scope, key=key).first()
+            if existing is None:
+                continue  # released between our insert and our read: claim again
+        if existing.created_at < expired_before:
+            IdempotencyRecord.objects.filter(pk=existing.pk, created_at=existing.created_at).delete()
+            continue
+        if existing.fingerprint != fingerprint:
+            raise DomainError(
+                "idempotency_key_reused",
+                "This Idempotency-Key was already used with a different request.",
+                status=422,
+            )
+        if existing.is_complete:
+            return IdempotencyStart(record=existing, replay=True)
+        if existing.locked_until > now:
+            raise ConflictError(
+                "idempotency_request_in_progress",
+                "A request with this Idempotency-Key is still being processed; retry later.",
+            )
+        # The first attempt died without an answer: take its claim over, exactly once.
+        taken = IdempotencyRecord.objects.filter(
+            pk=existing.pk, response_status__isnull=True, locked_until=existing.locked_until
+        ).update(locked_until=lock_until)
+        if taken:
+            existing.locked_until = lock_until
+            return IdempotencyStart(record=existing, replay=False)
+        raise ConflictError(
+            "idempotency_request_in_progress",
+            "A request with this Idempotency-Key is still being processed; retry later.",
+        )
+    raise ConflictError("idempotency_request_in_progress", "The Idempotency-Key is contended; retry later.")
+
+
+def idempotency_complete(*, record: IdempotencyRecord, status: int, body, headers: dict[str, str]) -> None:
+    """Store the answer for replays, or release the key when the outcome may change on retry."""
+    if status >= 500 or status in RETRYABLE_STATUSES:
+        IdempotencyRecord.objects.filter(pk=record.pk, response_status__isnull=True).delete()
+        return
+    IdempotencyRecord.objects.filter(pk=record.pk).update(
+        response_status=status,
+        response_body=body,
+        response_headers={name: headers[name] for name in STORED_HEADERS if name in headers},
+        completed_at=timezone.now(),
+    )
+
+
+def idempotency_purge_expired() -> int:
+    """Delete keys older than their retention; returns how many."""
+    cutoff = timezone.now() - timedelta(seconds=settings.IDEMPOTENCY_KEY_TTL_SECONDS)
+    deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=cutoff).delete()
+    return deleted

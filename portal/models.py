@@ -1,0 +1,103 @@
+"""Identity & access models: the custom user, API keys, stored idempotent responses."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractUser
+from django.db import models
+from django.utils import timezone
+from django.utils.functional import cached_property
+
+from portal.choices import ROLE_ORDER, ApiKeyScope, Role
+
+
+class User(AbstractUser):
+    """A person who uses Tradeport; their role is the highest role group they belong to."""
+
+    email = models.EmailField(blank=True)
+
+    class Meta(AbstractUser.Meta):
+        swappable = "AUTH_USER_MODEL"
+
+    @cached_property
+    def role(self) -> str | None:
+        """The strongest of the user's role groups (superusers are admins)."""
+        if self.is_superuser:
+            return Role.ADMIN
+        names = {group.name for group in self.groups.all()}
+        for role in reversed(ROLE_ORDER):
+            if role in names:
+                return role
+        return None
+
+    def has_role_at_least(self, role: str) -> bool:
+        current = self.role
+        return current is not None and ROLE_ORDER.index(current) >= ROLE_ORDER.index(role)
+
+
+class ApiKey(models.Model):
+    """A credential for integrations: shown once, stored as a SHA-256 hash, scoped and revocable.
+
+    The public `prefix` identifies the key in lists and logs; the secret part is never stored.
+    """
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    hashed_key = models.CharField(max_length=64, editable=False)
+    scopes = models.JSONField(default=list, help_text="Subset of: read, trade.")
+    allowed_ips = models.JSONField(
+        default=list, blank=True, help_text="IP addresses or CIDR networks; empty allows any."
+    )
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_used_ip = models.GenericIPAddressField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["user", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix})"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()
+
+    @property
+    def is_active(self) -> bool:
+        return not self.is_revoked and not self.is_expired
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes or (scope == ApiKeyScope.READ and ApiKeyScope.TRADE in self.scopes)
+
+
+class IdempotencyRecord(models.Model):
+    """One Idempotency-Key of one caller: the request's fingerprint and, once done, its response."""
+
+    scope = models.CharField(max_length=64, help_text="user:<id> or key:<id> — keys never collide across callers.")
+    key = models.CharField(max_length=255)
+    method = models.CharField(max_length=10)
+    path = models.CharField(max_length=2048)
+    fingerprint = models.CharField(max_length=64, help_text="SHA-256 of method, path and body.")
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True)
+    response_headers = models.JSONField(default=dict, blank=True)
+    locked_until = models.DateTimeField(help_text="Until then an unfinished request counts as in flight.")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["scope", "key"], name="idempotency_key_unique_per_caller")]
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.key}"
+
+    @property
+    def is_complete(self) -> bool:
+        return self.response_status is not None

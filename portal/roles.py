@@ -1,0 +1,51 @@
+"""Roles as groups with permissions: viewer < trader < operator < admin."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import Group, Permission
+from django.db import transaction
+
+from portal.choices import ROLE_ORDER, Role
+
+#: Django model permissions each role's group holds, on top of the weaker roles' ones.
+#: Object-level rules (a trader sees only their own keys) live in selectors and API permissions.
+ROLE_PERMISSIONS: dict[str, list[str]] = {
+    Role.VIEWER: [],
+    Role.TRADER: ["portal.view_apikey", "portal.add_apikey", "portal.change_apikey"],
+    Role.OPERATOR: [
+        "portal.view_user",
+        "portal.change_user",
+        "portal.delete_apikey",
+        "auth.view_group",
+        "audit.view_auditevent",
+        "django_celery_beat.view_periodictask",
+        "django_celery_beat.change_periodictask",
+    ],
+    Role.ADMIN: ["*"],
+}
+
+
+def role_permission_codes(role: str) -> set[str]:
+    """Every permission code of `role`, including those inherited from weaker roles."""
+    codes: set[str] = set()
+    for current in ROLE_ORDER[: ROLE_ORDER.index(role) + 1]:
+        codes.update(ROLE_PERMISSIONS[current])
+    return codes
+
+
+@transaction.atomic
+def roles_sync() -> None:
+    """Create the role groups and give each exactly its permissions (idempotent)."""
+    all_permissions = Permission.objects.select_related("content_type")
+    by_code = {f"{p.content_type.app_label}.{p.codename}": p for p in all_permissions}
+    for role in ROLE_ORDER:
+        group, _ = Group.objects.get_or_create(name=role)
+        codes = role_permission_codes(role)
+        if "*" in codes:
+            group.permissions.set(all_permissions)
+        else:
+            group.permissions.set([by_code[code] for code in sorted(codes) if code in by_code])
+
+
+def roles_sync_on_migrate(**kwargs) -> None:
+    roles_sync()

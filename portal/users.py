@@ -1,0 +1,55 @@
+"""Users and their roles: create, assign a role, and the demo users of embedded mode."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.contrib.auth.models import Group
+from django.db import transaction
+
+from audit.services import audit_record
+from portal.choices import ROLE_ORDER, Role
+from portal.errors import DomainError
+from portal.models import User
+
+
+@transaction.atomic
+def user_set_role(*, user: User, role: str, actor: User | str | None = None) -> User:
+    """Give `user` exactly one role group; operators and admins get admin-site access."""
+    if role not in ROLE_ORDER:
+        raise DomainError("invalid_role", f"Unknown role '{role}'.", status=400)
+    before = {"role": user.role, "is_staff": user.is_staff, "is_superuser": user.is_superuser}
+    user.groups.remove(*Group.objects.filter(name__in=ROLE_ORDER))
+    user.groups.add(Group.objects.get(name=role))
+    user.is_staff = role in (Role.OPERATOR, Role.ADMIN)
+    user.is_superuser = role == Role.ADMIN
+    user.save(update_fields=["is_staff", "is_superuser"])
+    user.__dict__.pop("role", None)  # drop the cached role
+    after = {"role": role, "is_staff": user.is_staff, "is_superuser": user.is_superuser}
+    audit_record(action="user.set_role", actor=actor, target=user, before=before, after=after)
+    return user
+
+
+@dataclass(frozen=True)
+class DemoLogin:
+    username: str
+    password: str
+    role: str
+
+
+DEMO_LOGINS = [DemoLogin(f"demo-{role}", f"demo-{role}-pass", role) for role in ROLE_ORDER]
+
+
+@transaction.atomic
+def demo_users_ensure() -> list[DemoLogin]:
+    """Create the demo users (one per role) when missing; returns their logins."""
+    for login in DEMO_LOGINS:
+        if User.objects.filter(username=login.username).exists():
+            continue
+        user = User(username=login.username, email=f"{login.username}@tradeport.local", first_name="Demo",
+                    last_name=login.role.capitalize())
+        user.set_password(login.password)
+        user.save()
+        audit_record(action="user.create", actor="demo-setup", target=user, after={"username": user.username})
+        user_set_role(user=user, role=login.role, actor="demo-setup")
+    return DEMO_LOGINS
