@@ -7,7 +7,17 @@ from audit.models import AuditEvent
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(admin.ModelAdmin):
-    list_display = ("seq", "occurred_at", "action", "actor_type", "actor_label", "target_type", "target_id", "ip", "request_id")
+    list_display = (
+        "seq",
+        "occurred_at",
+        "action",
+        "actor_type",
+        "actor_label",
+        "target_type",
+        "target_id",
+        "ip",
+        "request_id",
+    )
     list_filter = ("action", "actor_type", "target_type", ("occurred_at", admin.DateFieldListFilter))
     search_fields = ("actor_label", "action", "target_id", "target_label", "request_id", "ip", "hash")
     date_hierarchy = "occurred_at"

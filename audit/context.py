@@ -20,7 +20,8 @@ class AuditContext:
     api_key_id: int | None = None
 
 
-_current: contextvars.ContextVar[AuditContext] = contextvars.ContextVar("audit_context", default=AuditContext())
+_NOBODY = AuditContext()
+_current: contextvars.ContextVar[AuditContext] = contextvars.ContextVar("audit_context", default=_NOBODY)
 
 
 def audit_context_get() -> AuditContext:

@@ -36,8 +36,12 @@ class AuditEvent(models.Model):
     occurred_at = models.DateTimeField(editable=False, db_index=True)
     actor_type = models.CharField(max_length=16, choices=ActorType.choices)
     actor_user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.DO_NOTHING,
-        db_constraint=False, related_name="+",
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
     )
     actor_api_key_id = models.BigIntegerField(null=True, blank=True)
     actor_label = models.CharField(max_length=150, help_text="Username, key prefix or system component.")

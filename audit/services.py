@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
-from datetime import timezone as dt_timezone
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -42,7 +42,7 @@ def audit_event_hash(event: AuditEvent) -> str:
     """SHA-256 over the previous hash and every recorded field, in a fixed canonical form."""
     payload = {
         "seq": event.seq,
-        "occurred_at": event.occurred_at.astimezone(dt_timezone.utc).isoformat(timespec="microseconds"),
+        "occurred_at": event.occurred_at.astimezone(UTC).isoformat(timespec="microseconds"),
         "actor_type": event.actor_type,
         "actor_user_id": event.actor_user_id,
         "actor_api_key_id": event.actor_api_key_id,

@@ -80,7 +80,17 @@ class ApiKeyAdmin(admin.ModelAdmin):
     never edited, so the audit log holds their whole story."""
 
     form = ApiKeyAdminForm
-    list_display = ("prefix", "name", "user", "scopes", "is_active", "expires_at", "revoked_at", "last_used_at", "created_at")
+    list_display = (
+        "prefix",
+        "name",
+        "user",
+        "scopes",
+        "is_active",
+        "expires_at",
+        "revoked_at",
+        "last_used_at",
+        "created_at",
+    )
     list_filter = ("revoked_at", "expires_at", "created_at")
     search_fields = ("prefix", "name", "user__username")
     list_select_related = ("user",)
@@ -89,7 +99,18 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
             return ()
-        return ("user", "name", "prefix", "scopes", "allowed_ips", "expires_at", "revoked_at", "last_used_at", "last_used_ip", "created_at")
+        return (
+            "user",
+            "name",
+            "prefix",
+            "scopes",
+            "allowed_ips",
+            "expires_at",
+            "revoked_at",
+            "last_used_at",
+            "last_used_ip",
+            "created_at",
+        )
 
     def get_fields(self, request, obj=None):
         if obj is None:
@@ -111,7 +132,9 @@ class ApiKeyAdmin(admin.ModelAdmin):
             actor=request.user,
         )
         obj.pk = issued.api_key.pk
-        self.message_user(request, f"API key created. Copy it now, it will not be shown again: {issued.raw_key}", messages.WARNING)
+        self.message_user(
+            request, f"API key created. Copy it now, it will not be shown again: {issued.raw_key}", messages.WARNING
+        )
 
     def log_addition(self, request, obj, message):
         return None

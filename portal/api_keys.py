@@ -49,8 +49,12 @@ def _validate_networks(allowed_ips: list[str]) -> list[str]:
         try:
             normalized.append(str(ipaddress.ip_network(entry.strip(), strict=False)))
         except ValueError:
-            raise DomainError("invalid_ip_allowlist", f"'{entry}' is not an IP address or network.", status=400,
-                              errors={"allowed_ips": [f"'{entry}' is not an IP address or CIDR network."]}) from None
+            raise DomainError(
+                "invalid_ip_allowlist",
+                f"'{entry}' is not an IP address or network.",
+                status=400,
+                errors={"allowed_ips": [f"'{entry}' is not an IP address or CIDR network."]},
+            ) from None
     return normalized
 
 
@@ -58,8 +62,12 @@ def _validate_scopes(scopes: list[str], user: User) -> list[str]:
     valid = {choice.value for choice in ApiKeyScope}
     unknown = [scope for scope in scopes if scope not in valid]
     if unknown or not scopes:
-        raise DomainError("invalid_scope", f"Scopes must be a non-empty subset of {sorted(valid)}.", status=400,
-                          errors={"scopes": [f"Unknown or missing scopes: {unknown or 'none given'}."]})
+        raise DomainError(
+            "invalid_scope",
+            f"Scopes must be a non-empty subset of {sorted(valid)}.",
+            status=400,
+            errors={"scopes": [f"Unknown or missing scopes: {unknown or 'none given'}."]},
+        )
     if ApiKeyScope.TRADE in scopes and not user.has_role_at_least(Role.TRADER):
         raise DomainError("scope_not_allowed", "Only traders and above may hold keys with the trade scope.", status=403)
     return sorted(set(scopes))
@@ -70,8 +78,12 @@ def api_key_check_request(
 ) -> tuple[list[str], list[str]]:
     """Validate a key request; returns normalized (scopes, allowed_ips) or raises DomainError."""
     if expires_at is not None and expires_at <= timezone.now():
-        raise DomainError("invalid_expiry", "The expiry must lie in the future.", status=400,
-                          errors={"expires_at": ["Must lie in the future."]})
+        raise DomainError(
+            "invalid_expiry",
+            "The expiry must lie in the future.",
+            status=400,
+            errors={"expires_at": ["Must lie in the future."]},
+        )
     return _validate_scopes(scopes, user), _validate_networks(allowed_ips)
 
 
@@ -138,7 +150,7 @@ def api_key_authenticate(*, raw_key: str, ip: str | None) -> ApiKey:
     """
     if not raw_key.startswith(KEY_PREFIX_MARK) or "." not in raw_key:
         raise ApiKeyRejected("api_key_invalid", "The API key is malformed.")
-    prefix = raw_key[len(KEY_PREFIX_MARK):].split(".", 1)[0]
+    prefix = raw_key[len(KEY_PREFIX_MARK) :].split(".", 1)[0]
     api_key = ApiKey.objects.select_related("user").filter(prefix=prefix).first()
     if api_key is None or not hmac.compare_digest(api_key.hashed_key, _hash(raw_key)):
         raise ApiKeyRejected("api_key_invalid", "The API key is not valid.")

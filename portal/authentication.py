@@ -48,7 +48,9 @@ def _locked_for(usages: list[dict], *, at_limit_counts: bool) -> int | None:
 
 def _lock_message(seconds: int) -> str:
     minutes = max(1, (seconds + 59) // 60)
-    return f"Too many failed sign-ins. This account is locked; try again in {minutes} minute{'s' if minutes != 1 else ''}."
+    return (
+        f"Too many failed sign-ins. This account is locked; try again in {minutes} minute{'s' if minutes != 1 else ''}."
+    )
 
 
 def confirmed_totp_device(user: User) -> TOTPDevice | None:

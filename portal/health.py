@@ -10,7 +10,7 @@ import platform
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone as dt_timezone
+from datetime import UTC, datetime
 
 import django
 from asgiref.sync import async_to_sync
@@ -19,7 +19,7 @@ from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 
-PROCESS_STARTED_AT = datetime.now(dt_timezone.utc)
+PROCESS_STARTED_AT = datetime.now(UTC)
 _PROCESS_STARTED_MONOTONIC = time.monotonic()
 #: A heartbeat older than this many seconds counts as a process that is down.
 HEARTBEAT_STALE_SECONDS = 90

@@ -58,7 +58,12 @@ def idempotency_begin(*, scope: str, key: str, method: str, path: str, fingerpri
         try:
             with transaction.atomic():
                 record = IdempotencyRecord.objects.create(
-                    scope=scope, key=key, method=method, path=path[:2048], fingerprint=fingerprint, locked_until=lock_until
+                    scope=scope,
+                    key=key,
+                    method=method,
+                    path=path[:2048],
+                    fingerprint=fingerprint,
+                    locked_until=lock_until,
                 )
             return IdempotencyStart(record=record, replay=False)
         except IntegrityError:

@@ -20,4 +20,6 @@ def _audit_logout(sender, request, user, **kwargs):
 @receiver(user_login_failed)
 def _audit_login_failed(sender, credentials, request=None, **kwargs):
     username = str(credentials.get("username", ""))[:150]
-    audit_record(action="auth.login_failed", actor="anonymous", target=Target(type="portal.user", id="", label=username))
+    audit_record(
+        action="auth.login_failed", actor="anonymous", target=Target(type="portal.user", id="", label=username)
+    )

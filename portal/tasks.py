@@ -14,11 +14,15 @@ def heartbeat() -> None:
     heartbeat_beat("beat")
 
 
-@shared_task(name="portal.idempotency_purge", time_limit=300, autoretry_for=(Exception,), retry_backoff=True, max_retries=3)
+@shared_task(
+    name="portal.idempotency_purge", time_limit=300, autoretry_for=(Exception,), retry_backoff=True, max_retries=3
+)
 def idempotency_purge() -> int:
     return idempotency_purge_expired()
 
 
-@shared_task(name="portal.api_keys_purge", time_limit=300, autoretry_for=(Exception,), retry_backoff=True, max_retries=3)
+@shared_task(
+    name="portal.api_keys_purge", time_limit=300, autoretry_for=(Exception,), retry_backoff=True, max_retries=3
+)
 def api_keys_purge() -> int:
     return api_keys_purge_expired()

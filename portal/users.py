@@ -46,8 +46,12 @@ def demo_users_ensure() -> list[DemoLogin]:
     for login in DEMO_LOGINS:
         if User.objects.filter(username=login.username).exists():
             continue
-        user = User(username=login.username, email=f"{login.username}@tradeport.local", first_name="Demo",
-                    last_name=login.role.capitalize())
+        user = User(
+            username=login.username,
+            email=f"{login.username}@tradeport.local",
+            first_name="Demo",
+            last_name=login.role.capitalize(),
+        )
         user.set_password(login.password)
         user.save()
         audit_record(action="user.create", actor="demo-setup", target=user, after={"username": user.username})

@@ -62,4 +62,9 @@ class SessionAuthenticationScheme(OpenApiAuthenticationExtension):
     name = "SessionAuth"
 
     def get_security_definition(self, auto_schema):
-        return {"type": "apiKey", "in": "cookie", "name": "sessionid", "description": "Portal session; unsafe methods need the X-CSRFToken header."}
+        return {
+            "type": "apiKey",
+            "in": "cookie",
+            "name": "sessionid",
+            "description": "Portal session; unsafe methods need the X-CSRFToken header.",
+        }

@@ -54,7 +54,9 @@ def problem_body(
     return body
 
 
-def problem_response(*, status: int, code: str | None = None, detail: str = "", request=None, headers=None) -> JsonResponse:
+def problem_response(
+    *, status: int, code: str | None = None, detail: str = "", request=None, headers=None
+) -> JsonResponse:
     """A problem response outside DRF (middleware, Django error handlers)."""
     response = JsonResponse(
         problem_body(status=status, code=code, detail=detail, request=request),
@@ -113,7 +115,11 @@ def problem_exception_handler(exc: Exception, context: dict) -> Response:
             headers["Allow"] = ", ".join(context["view"].allowed_methods)
     else:
         logger.exception("unhandled_api_exception", exc_type=type(exc).__name__)
-        status, code, detail = 500, "server_error", "An unexpected error occurred; quote the trace_id when reporting it."
+        status, code, detail = (
+            500,
+            "server_error",
+            "An unexpected error occurred; quote the trace_id when reporting it.",
+        )
     set_rollback()
     body = problem_body(status=status, code=code, detail=detail, errors=errors, request=request)
     response = Response(body, status=status, headers=headers, content_type=PROBLEM_CONTENT_TYPE)
@@ -131,6 +137,8 @@ def django_error_view(status: int):
     def view(request: HttpRequest, exception: Exception | None = None):
         if _is_api(request):
             return problem_response(status=status, request=request)
-        return render(request, "portal/error.html", {"status": status, "title": HTTPStatus(status).phrase}, status=status)
+        return render(
+            request, "portal/error.html", {"status": status, "title": HTTPStatus(status).phrase}, status=status
+        )
 
     return view

@@ -6,8 +6,8 @@ channel layer, Celery tasks run in-process).
 """
 
 from .base import *  # noqa: F401,F403
-from .security import *  # noqa: F401,F403
-from .drf import *  # noqa: F401,F403
-from .channels import *  # noqa: F401,F403
 from .celery import *  # noqa: F401,F403
+from .channels import *  # noqa: F401,F403
+from .drf import *  # noqa: F401,F403
 from .logging import *  # noqa: F401,F403
+from .security import *  # noqa: F401,F403

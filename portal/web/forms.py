@@ -6,10 +6,14 @@ from portal.choices import ApiKeyScope
 
 
 class LoginForm(forms.Form):
-    username = forms.CharField(max_length=150, widget=forms.TextInput(attrs={"autofocus": True, "autocomplete": "username"}))
+    username = forms.CharField(
+        max_length=150, widget=forms.TextInput(attrs={"autofocus": True, "autocomplete": "username"})
+    )
     password = forms.CharField(strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}))
     otp_token = forms.CharField(
-        label="Authentication code", required=False, max_length=12,
+        label="Authentication code",
+        required=False,
+        max_length=12,
         help_text="Only if two-factor authentication is enabled for your account.",
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
     )
@@ -24,7 +28,9 @@ class ApiKeyCreateForm(forms.Form):
         label="IP allowlist", required=False, help_text="Comma-separated addresses or CIDR networks; empty allows any."
     )
     expires_at = forms.DateTimeField(
-        label="Expires", required=False, help_text="UTC, e.g. 2027-01-31 23:59. Empty: never.",
+        label="Expires",
+        required=False,
+        help_text="UTC, e.g. 2027-01-31 23:59. Empty: never.",
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
     )
 
@@ -33,5 +39,8 @@ class ApiKeyCreateForm(forms.Form):
 
 
 class OtpTokenForm(forms.Form):
-    token = forms.CharField(label="Authentication code", max_length=12,
-                            widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}))
+    token = forms.CharField(
+        label="Authentication code",
+        max_length=12,
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
+    )

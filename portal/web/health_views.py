@@ -23,7 +23,10 @@ def readyz(request):
     body = {
         "status": "down" if failing else "ok",
         "failing": failing,
-        "checks": {check.name: {"status": check.status, "latency_ms": check.latency_ms, "detail": check.detail} for check in checks},
+        "checks": {
+            check.name: {"status": check.status, "latency_ms": check.latency_ms, "detail": check.detail}
+            for check in checks
+        },
     }
     return JsonResponse(body, status=503 if failing else 200)
 

@@ -135,10 +135,17 @@ def api_keys(request):
                 return render(
                     request,
                     "portal/api_keys.html",
-                    {"form": ApiKeyCreateForm(), "keys": api_key_list(user=user), "new_key": issued, "can_manage": can_manage},
+                    {
+                        "form": ApiKeyCreateForm(),
+                        "keys": api_key_list(user=user),
+                        "new_key": issued,
+                        "can_manage": can_manage,
+                    },
                     status=201,
                 )
-    return render(request, "portal/api_keys.html", {"form": form, "keys": api_key_list(user=user), "can_manage": can_manage})
+    return render(
+        request, "portal/api_keys.html", {"form": form, "keys": api_key_list(user=user), "can_manage": can_manage}
+    )
 
 
 @login_required

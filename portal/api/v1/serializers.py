@@ -14,8 +14,19 @@ class MeSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = User
-        fields = ["id", "username", "email", "first_name", "last_name", "role", "two_factor_enabled",
-                  "auth_method", "api_key", "date_joined", "last_login"]
+        fields = [
+            "id",
+            "username",
+            "email",
+            "first_name",
+            "last_name",
+            "role",
+            "two_factor_enabled",
+            "auth_method",
+            "api_key",
+            "date_joined",
+            "last_login",
+        ]
         read_only_fields = fields
 
     def get_two_factor_enabled(self, user) -> bool:
@@ -36,19 +47,33 @@ class ApiKeySerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ApiKey
-        fields = ["id", "name", "prefix", "scopes", "allowed_ips", "expires_at", "revoked_at",
-                  "last_used_at", "last_used_ip", "created_at", "is_active"]
+        fields = [
+            "id",
+            "name",
+            "prefix",
+            "scopes",
+            "allowed_ips",
+            "expires_at",
+            "revoked_at",
+            "last_used_at",
+            "last_used_ip",
+            "created_at",
+            "is_active",
+        ]
         read_only_fields = fields
 
 
 class ApiKeyCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100)
     scopes = serializers.ListField(
-        child=serializers.ChoiceField(choices=ApiKeyScope.choices), min_length=1, max_length=2,
+        child=serializers.ChoiceField(choices=ApiKeyScope.choices),
+        min_length=1,
+        max_length=2,
         default=[ApiKeyScope.READ],
     )
-    allowed_ips = serializers.ListField(child=serializers.CharField(max_length=64), required=False, default=list,
-                                        max_length=50)
+    allowed_ips = serializers.ListField(
+        child=serializers.CharField(max_length=64), required=False, default=list, max_length=50
+    )
     expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
 
 

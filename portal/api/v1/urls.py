@@ -1,8 +1,8 @@
 """The one place /api/v1/ is assembled: each app's api/v1/urls.py is included here."""
 
-from django.urls import path
 from csp.constants import SELF, UNSAFE_INLINE
 from csp.decorators import csp_update
+from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 from rest_framework.routers import SimpleRouter
 

@@ -78,8 +78,16 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet
     @extend_schema(
         summary="Create an API key",
         request=ApiKeyCreateSerializer,
-        responses={201: ApiKeyCreatedSerializer, **PROBLEM_RESPONSES, 422: problem("Idempotency-Key reused with another body")},
-        examples=[OpenApiExample("Trading key", value={"name": "bot", "scopes": ["read", "trade"], "allowed_ips": ["203.0.113.0/24"]})],
+        responses={
+            201: ApiKeyCreatedSerializer,
+            **PROBLEM_RESPONSES,
+            422: problem("Idempotency-Key reused with another body"),
+        },
+        examples=[
+            OpenApiExample(
+                "Trading key", value={"name": "bot", "scopes": ["read", "trade"], "allowed_ips": ["203.0.113.0/24"]}
+            )
+        ],
     )
     def create(self, request):
         payload = ApiKeyCreateSerializer(data=request.data)
@@ -89,7 +97,9 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet
         body["key"] = issued.raw_key
         return Response(body, status=status.HTTP_201_CREATED)
 
-    @extend_schema(summary="Revoke an API key", responses={204: OpenApiResponse(description="Revoked"), **PROBLEM_RESPONSES})
+    @extend_schema(
+        summary="Revoke an API key", responses={204: OpenApiResponse(description="Revoked"), **PROBLEM_RESPONSES}
+    )
     def destroy(self, request, pk=None):
         api_key_revoke(api_key=self.get_object(), actor=request.auth or request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
