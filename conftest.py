@@ -29,6 +29,16 @@ def pytest_runtest_makereport(item, call):
         report.longrepr = f"Skipped tests fail this run (TRADEPORT_REQUIRE_ALL_TESTS=1): {report.longrepr}"
 
 
+from portal.settings.base import PASSWORD_HASHERS as PRODUCTION_PASSWORD_HASHERS  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """Argon2 is deliberately slow; tests that are not about hashing use a fast hasher.
+    (portal/tests/test_login.py proves production hashes with Argon2.)"""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", *PRODUCTION_PASSWORD_HASHERS]
+
+
 @pytest.fixture(autouse=True)
 def _clean_cache():
     """Rate-limit counters, lock-outs and heartbeats must not leak between tests."""

@@ -59,7 +59,8 @@ class RequestContextMiddleware:
         response["Server-Timing"] = f"app;dur={elapsed_ms:.1f}"
         if response.status_code >= 500:
             logger.error("request_failed", status=response.status_code, duration_ms=round(elapsed_ms, 1))
-        structlog.contextvars.clear_contextvars()
+        # The context stays bound until the next request so Django's own request log line
+        # (written after the middleware chain returns) still carries the request id.
         return response
 
 

@@ -80,7 +80,10 @@ class TradeportApiMixin:
         if self._idempotency_record is not None:
             record, self._idempotency_record = self._idempotency_record, None
             body = json.loads(json.dumps(response.data, cls=DjangoJSONEncoder)) if response.data is not None else None
-            idempotency_complete(record=record, status=response.status_code, body=body, headers=dict(response.items()))
+            headers = {name: value for name, value in response.items() if name == "Location"}
+            if getattr(response, "content_type", None):
+                headers["Content-Type"] = response.content_type  # set explicitly, e.g. problem+json
+            idempotency_complete(record=record, status=response.status_code, body=body, headers=headers)
         return response
 
 
