@@ -9,5 +9,11 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
+
+if settings.EMBEDDED and settings.EMBEDDED_BACKGROUND:
+    from portal.embedded import embedded_scheduler_start
+
+    embedded_scheduler_start()
 
 application = ProtocolTypeRouter({"http": django_asgi_app})

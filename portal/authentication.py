@@ -100,13 +100,14 @@ def totp_pending_device(*, user: User) -> TOTPDevice | None:
 
 
 def totp_qr_data_uri(device: TOTPDevice) -> str:
-    """The otpauth:// URL of `device` as a PNG data URI for the authenticator app to scan."""
+    """The otpauth:// URL of `device` as an SVG data URI for the authenticator app to scan."""
     import qrcode
+    from qrcode.image.svg import SvgPathFillImage
 
-    image = qrcode.make(device.config_url)
+    image = qrcode.make(device.config_url, image_factory=SvgPathFillImage, box_size=10)
     buffer = BytesIO()
-    image.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    image.save(buffer)
+    return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def totp_secret_base32(device: TOTPDevice) -> str:

@@ -27,13 +27,18 @@ def _run_embedded(task, kwargs: dict, request_id: str) -> None:
         close_old_connections()
 
 
+def submit_embedded(task, kwargs: dict, *, request_id: str) -> None:
+    """Run `task` on the in-process pool now (embedded mode only)."""
+    _pool().submit(_run_embedded, task, kwargs, request_id)
+
+
 def enqueue(task, **kwargs) -> None:
     """Send `task(**kwargs)` once the current transaction commits, with the request id attached."""
     request_id = audit_context_get().request_id
 
     def send() -> None:
         if settings.CELERY_EMBEDDED:
-            _pool().submit(_run_embedded, task, kwargs, request_id)
+            submit_embedded(task, kwargs, request_id=request_id)
         else:
             task.apply_async(kwargs=kwargs, headers={"request_id": request_id})
 

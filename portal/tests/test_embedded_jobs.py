@@ -1,0 +1,40 @@
+"""Embedded mode: jobs run in-process after commit, and the beat schedule runs without beat."""
+
+import time
+from datetime import timedelta
+
+import pytest
+from django.core.cache import cache
+from django.db import transaction
+from django.utils import timezone
+
+from portal import tasks
+from portal.embedded import _due_entries
+from portal.jobs import enqueue
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_enqueued_job_runs_in_process_only_after_commit(settings):
+    settings.CELERY_EMBEDDED = True
+
+    def heartbeat_seen(timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if cache.get("heartbeat:worker") is not None:
+                return True
+            time.sleep(0.05)
+        return False
+
+    with transaction.atomic():
+        enqueue(tasks.heartbeat)
+        assert not heartbeat_seen(0.3), "the job must wait for the commit"
+    assert heartbeat_seen(10)
+
+
+def test_schedule_entries_fall_due_after_their_interval():
+    now = timezone.now()
+    fresh = {"heartbeat": now, "idempotency-purge": now, "api-keys-purge": now}
+    assert _due_entries(fresh) == []
+    stale = {**fresh, "heartbeat": now - timedelta(seconds=31)}
+    assert _due_entries(stale) == ["heartbeat"]
