@@ -20,7 +20,7 @@ urlpatterns = [
     path("readyz", health_views.readyz, name="readyz"),
     path("healthz", health_views.healthz, name="healthz"),
     path("health", health_views.health, name="health"),
-    path("", include("django_prometheus.urls")),
+    path("metrics", health_views.metrics, name="prometheus-django-metrics"),
 ]
 
 handler400 = django_error_view(400)

@@ -74,3 +74,8 @@ if DEBUG:
 
 #: Take the client address from X-Forwarded-For (only behind a proxy that sets it).
 TRUST_X_FORWARDED_FOR = env.bool("TRUST_X_FORWARDED_FOR", default=False)
+
+#: Networks that may read /health details and /metrics without signing in (probes, Prometheus).
+INTERNAL_NETWORKS = env.list(
+    "INTERNAL_NETWORKS", default=["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
+)

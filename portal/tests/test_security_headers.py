@@ -36,3 +36,15 @@ def test_cors_allows_only_configured_origins(client, settings):
     assert "idempotency-key" in allowed["Access-Control-Allow-Headers"]
     other = client.options("/api/v1/me", HTTP_ORIGIN="https://evil.example", HTTP_ACCESS_CONTROL_REQUEST_METHOD="GET")
     assert "Access-Control-Allow-Origin" not in other
+
+
+def test_health_details_and_metrics_are_internal_or_operator_only(client, users):
+    outside = {"REMOTE_ADDR": "198.51.100.7"}
+    assert client.get("/health", **outside).status_code == 403
+    assert client.get("/metrics", **outside).status_code == 403
+    assert client.get("/livez", **outside).status_code == 200
+    assert client.get("/health").status_code == 200  # loopback is internal
+    client.force_login(users["operator"])
+    assert client.get("/health", **outside).status_code == 200
+    client.force_login(users["trader"])
+    assert client.get("/metrics", **outside).status_code == 403

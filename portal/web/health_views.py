@@ -1,10 +1,35 @@
 """Probes for orchestrators (/livez, /readyz, /healthz) and the detailed /health report."""
 
+import ipaddress
+from functools import wraps
+
+from django.conf import settings
 from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+from django_prometheus.exports import ExportToDjangoView
 
+from portal.choices import Role
 from portal.health import health_report, readiness_checks, uptime_seconds
+from portal.net import client_ip
+
+
+def internal_only(view):
+    """Details (versions, metrics) only for INTERNAL_NETWORKS or a signed-in operator."""
+
+    @wraps(view)
+    def guarded(request, *args, **kwargs):
+        ip = client_ip(request)
+        internal = ip is not None and any(
+            ipaddress.ip_address(ip) in ipaddress.ip_network(network) for network in settings.INTERNAL_NETWORKS
+        )
+        user = getattr(request, "user", None)
+        operator = user is not None and user.is_authenticated and user.has_role_at_least(Role.OPERATOR)
+        if not (internal or operator):
+            return JsonResponse({"status": "forbidden", "detail": "Internal networks and operators only."}, status=403)
+        return view(request, *args, **kwargs)
+
+    return guarded
 
 
 @never_cache
@@ -36,7 +61,11 @@ healthz = readyz
 
 @never_cache
 @require_GET
+@internal_only
 def health(request):
     """Every subsystem with status, latency, version, plus heartbeats and uptime."""
     report = health_report()
     return JsonResponse(report, status=503 if report["status"] == "down" else 200)
+
+
+metrics = internal_only(ExportToDjangoView)
