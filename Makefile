@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint format migrate demo-users worker beat check-deploy schema schema-check browser-deps clean
+.PHONY: run test lint typecheck format migrate demo-users worker beat check-deploy schema schema-check browser-deps clean
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ test: $(STAMP) ## Run every test (SQLite + local memory without env; PostgreSQL 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP) ## mypy with django-stubs on the services, selectors and API plumbing
+	$(BIN)/mypy portal audit
 
 format: $(STAMP)
 	$(BIN)/ruff format .

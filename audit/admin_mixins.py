@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib import admin
 from django.db import models
 
 from audit.services import audit_record
@@ -25,7 +26,7 @@ def _snapshot(obj: models.Model, field_names: list[str] | None = None) -> dict[s
     return values
 
 
-class AuditedAdminMixin:
+class AuditedAdminMixin(admin.ModelAdmin):
     """Mix into a ModelAdmin (before admin.ModelAdmin) to audit its edits in their transaction."""
 
     def save_model(self, request, obj, form, change):

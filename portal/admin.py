@@ -15,12 +15,12 @@ from portal.users import user_set_role
 
 
 def _role_action(role: str):
+    @admin.action(description=f"Set role: {role}")
     def set_role(modeladmin, request, queryset):
         for user in queryset:
             user_set_role(user=user, role=role, actor=request.user)
         modeladmin.message_user(request, f"{queryset.count()} user(s) now have the {role} role.", messages.SUCCESS)
 
-    set_role.short_description = f"Set role: {role}"
     set_role.__name__ = f"set_role_{role}"
     return set_role
 
@@ -59,7 +59,7 @@ class ApiKeyAdminForm(forms.ModelForm):
         return [part.strip() for part in self.cleaned_data["allowed_ips"].split(",") if part.strip()]
 
     def clean(self):
-        cleaned = super().clean()
+        cleaned = super().clean() or {}
         if self.errors:
             return cleaned
         try:

@@ -7,7 +7,7 @@ import hmac
 import ipaddress
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import structlog
 from django.conf import settings
@@ -210,7 +210,7 @@ def api_key_get(*, user: User, key_id: int) -> ApiKey:
 
 def api_keys_purge_expired(*, older_than_days: int = 30) -> int:
     """Delete keys revoked or expired more than `older_than_days` ago; the audit log keeps their story."""
-    cutoff = timezone.now() - timezone.timedelta(days=older_than_days)
+    cutoff = timezone.now() - timedelta(days=older_than_days)
     deleted, _ = ApiKey.objects.filter(revoked_at__lt=cutoff).delete()
     deleted_expired, _ = ApiKey.objects.filter(expires_at__lt=cutoff).delete()
     return deleted + deleted_expired

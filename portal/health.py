@@ -64,8 +64,9 @@ def _probe_database():
         cursor.execute("SELECT 1")
         cursor.fetchone()
     if connection.vendor == "postgresql":
-        major, rest = divmod(connection.pg_version, 10000)
-        version = f"PostgreSQL {major}.{rest % 100}"
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW server_version")
+            version = f"PostgreSQL {cursor.fetchone()[0]}"
     else:
         import sqlite3
 

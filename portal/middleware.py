@@ -39,7 +39,7 @@ class RequestContextMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
         request_id = _request_id_from(request)
-        request.request_id = request_id
+        request.request_id = request_id  # type: ignore[attr-defined]
         ip = client_ip(request)
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id, path=request.path, method=request.method, ip=ip)

@@ -10,7 +10,7 @@ admin.site.site_header = "Tradeport operations"
 admin.site.site_title = "Tradeport admin"
 admin.site.index_title = "Run the venue"
 # One sign-in path for everyone: lock-out and two-factor apply to the admin too.
-admin.site.login = views.admin_login_redirect
+admin.site.login = views.admin_login_redirect  # type: ignore[method-assign]
 
 urlpatterns = [
     path("", include("portal.web.urls")),

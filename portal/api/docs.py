@@ -14,7 +14,12 @@ class ProblemSerializer(serializers.Serializer):
     code = serializers.CharField(help_text="Stable machine-readable reason, e.g. api_key_revoked.")
     trace_id = serializers.CharField(help_text="The request id; also in X-Request-ID and the logs.")
     instance = serializers.CharField(required=False)
-    errors = serializers.DictField(required=False, help_text="Field errors of a 400 validation problem.")
+
+    def get_fields(self):
+        # "errors" would shadow Serializer.errors as a class attribute.
+        fields = super().get_fields()
+        fields["errors"] = serializers.DictField(required=False, help_text="Field errors of a 400 validation problem.")
+        return fields
 
 
 def problem(description: str, code: str = "error", status: int = 400) -> OpenApiResponse:

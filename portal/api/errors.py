@@ -109,8 +109,9 @@ def problem_exception_handler(exc: Exception, context: dict) -> Response:
             code = "malformed_request"
         if isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)):
             headers["WWW-Authenticate"] = 'Api-Key realm="api"'
-        if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
-            headers["Retry-After"] = str(max(1, int(exc.wait + 0.999)))
+        wait = getattr(exc, "wait", None)
+        if isinstance(exc, exceptions.Throttled) and wait is not None:
+            headers["Retry-After"] = str(max(1, int(wait + 0.999)))
         if isinstance(exc, exceptions.MethodNotAllowed) and context.get("view") is not None:
             headers["Allow"] = ", ".join(context["view"].allowed_methods)
     else:

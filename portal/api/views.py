@@ -28,7 +28,7 @@ def _idempotency_scope(request) -> str | None:
     return None
 
 
-class TradeportApiMixin:
+class TradeportApiMixin(APIView):
     """Honours `Idempotency-Key` on POST / PUT / PATCH / DELETE and adds RateLimit-* headers.
 
     The key is claimed after authentication, permissions and rate limits passed, so a
@@ -87,7 +87,7 @@ class TradeportApiMixin:
         return response
 
 
-class ApiView(TradeportApiMixin, APIView):
+class ApiView(TradeportApiMixin):
     pass
 
 

@@ -1,6 +1,7 @@
 """Core settings: environment, apps, middleware, database, cache, templates, static."""
 
 from pathlib import Path
+from typing import Any
 
 import environ
 
@@ -117,6 +118,7 @@ else:
         }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+CACHES: dict[str, dict[str, Any]]
 if EMBEDDED:
     CACHES = {
         "default": {

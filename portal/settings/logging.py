@@ -1,12 +1,14 @@
 """Structured JSON logs through structlog; request id, user and path on every line."""
 
+from typing import Any
+
 import structlog
 
 from .base import env
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 
-_shared_processors = [
+_shared_processors: list[Any] = [
     structlog.contextvars.merge_contextvars,
     structlog.stdlib.add_log_level,
     structlog.stdlib.add_logger_name,

@@ -10,7 +10,7 @@ from portal.api.v1.views import ApiKeyViewSet, MeView, SystemInfoView
 
 # The documentation UIs style themselves inline and ReDoc runs a blob: worker.
 _docs_csp = csp_update({"style-src": [UNSAFE_INLINE], "worker-src": [SELF, "blob:"], "img-src": ["data:", "blob:"]})
-_public = {"permission_classes": [], "authentication_classes": []}
+_public: dict[str, list] = {"permission_classes": [], "authentication_classes": []}
 
 router = SimpleRouter(trailing_slash=False)
 router.register("api-keys", ApiKeyViewSet, basename="api-key")

@@ -1,5 +1,7 @@
 """Identity & access endpoints: who am I, system info, API keys."""
 
+from typing import cast
+
 from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
@@ -19,7 +21,7 @@ from portal.api.views import ApiView, ApiViewSet
 from portal.api_keys import api_key_create, api_key_get, api_key_list, api_key_revoke
 from portal.choices import Role
 from portal.health import PROCESS_STARTED_AT, health_report, system_versions, uptime_seconds
-from portal.models import ApiKey
+from portal.models import ApiKey, User
 
 
 class MeView(ApiView):
@@ -65,10 +67,10 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return self.queryset
-        return api_key_list(user=self.request.user)
+        return api_key_list(user=cast(User, self.request.user))
 
     def get_object(self):
-        api_key = api_key_get(user=self.request.user, key_id=int(self.kwargs["pk"]))
+        api_key = api_key_get(user=cast(User, self.request.user), key_id=int(self.kwargs["pk"]))
         self.check_object_permissions(self.request, api_key)
         return api_key
 
