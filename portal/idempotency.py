@@ -103,7 +103,7 @@ def idempotency_begin(*, scope: str, key: str, method: str, path: str, fingerpri
 def idempotency_complete(*, record: IdempotencyRecord, status: int, body, headers: dict[str, str]) -> None:
     """Store the answer for replays, or release the key when the outcome may change on retry."""
     if status >= 500 or status in RETRYABLE_STATUSES:
-        IdempotencyRecord.objects.filter(pk=record.pk, response_status__isnull=True).delete()
+        idempotency_release(record=record)
         return
     IdempotencyRecord.objects.filter(pk=record.pk).update(
         response_status=status,
@@ -111,6 +111,11 @@ def idempotency_complete(*, record: IdempotencyRecord, status: int, body, header
         response_headers={name: headers[name] for name in STORED_HEADERS if name in headers},
         completed_at=timezone.now(),
     )
+
+
+def idempotency_release(*, record: IdempotencyRecord) -> None:
+    """Give an unfinished key back, so the same key may be sent again."""
+    IdempotencyRecord.objects.filter(pk=record.pk, response_status__isnull=True).delete()
 
 
 def idempotency_purge_expired() -> int:

@@ -1,7 +1,9 @@
 """Root URLs: portal pages, admin, API v1, health probes and metrics."""
 
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 from portal.api.errors import django_error_view
 from portal.web import health_views, views
@@ -14,6 +16,7 @@ admin.site.login = views.admin_login_redirect  # type: ignore[method-assign]
 
 urlpatterns = [
     path("", include("portal.web.urls")),
+    path("favicon.ico", RedirectView.as_view(url=static("portal/favicon.svg"), permanent=True)),
     path("admin/", admin.site.urls),
     path("api/v1/", include(("portal.api.v1.urls", "v1"), namespace="v1")),
     path("livez", health_views.livez, name="livez"),

@@ -119,3 +119,16 @@ def test_unused_argon2_hash_still_verifies(trader):
         trader.save()
         assert trader.password.startswith("argon2$")
         assert trader.check_password("Another-long-pass-1")
+
+
+def test_sending_the_api_key_form_twice_creates_one_key(client, trader):
+    from portal.models import ApiKey
+
+    client.force_login(trader)
+    form = {"form_token": "f" * 32, "name": "once", "scopes": ["read"], "allowed_ips": "", "expires_at": ""}
+    first = client.post("/api-keys/", form)
+    assert first.status_code == 201 and b"tpk_" in first.content
+    again = client.post("/api-keys/", form)
+    assert again.status_code == 302
+    assert ApiKey.objects.filter(user=trader, name="once").count() == 1
+    assert b"already sent" in client.get("/api-keys/").content

@@ -1,5 +1,7 @@
 """Portal forms: sign-in, API key creation, two-factor codes."""
 
+import uuid
+
 from django import forms
 
 from portal.choices import ApiKeyScope
@@ -20,6 +22,9 @@ class LoginForm(forms.Form):
 
 
 class ApiKeyCreateForm(forms.Form):
+    #: One token per rendered form: sending the same form twice (reload, double click)
+    #: creates one key (see portal.idempotency).
+    form_token = forms.CharField(widget=forms.HiddenInput, max_length=64)
     name = forms.CharField(max_length=100)
     scopes = forms.MultipleChoiceField(
         choices=ApiKeyScope.choices, initial=[ApiKeyScope.READ], widget=forms.CheckboxSelectMultiple
@@ -28,11 +33,16 @@ class ApiKeyCreateForm(forms.Form):
         label="IP allowlist", required=False, help_text="Comma-separated addresses or CIDR networks; empty allows any."
     )
     expires_at = forms.DateTimeField(
-        label="Expires",
+        label="Expires (UTC)",
         required=False,
-        help_text="UTC, e.g. 2027-01-31 23:59. Empty: never.",
+        help_text="Empty: never.",
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
     )
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("initial", {})
+        kwargs["initial"].setdefault("form_token", uuid.uuid4().hex)
+        super().__init__(*args, **kwargs)
 
     def clean_allowed_ips(self) -> list[str]:
         return [part.strip() for part in self.cleaned_data["allowed_ips"].split(",") if part.strip()]
