@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import ipaddress
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -151,7 +152,7 @@ def api_key_authenticate(*, raw_key: str, ip: str | None) -> ApiKey:
     if not raw_key.startswith(KEY_PREFIX_MARK) or "." not in raw_key:
         raise ApiKeyRejected("api_key_invalid", "The API key is malformed.")
     prefix = raw_key[len(KEY_PREFIX_MARK) :].split(".", 1)[0]
-    api_key = ApiKey.objects.select_related("user").filter(prefix=prefix).first()
+    api_key = _key_with_user(prefix)
     if api_key is None or not hmac.compare_digest(api_key.hashed_key, _hash(raw_key)):
         raise ApiKeyRejected("api_key_invalid", "The API key is not valid.")
     if api_key.is_revoked:
@@ -168,8 +169,47 @@ def api_key_authenticate(*, raw_key: str, ip: str | None) -> ApiKey:
     return api_key
 
 
+def _record_cache_key(prefix: str) -> str:
+    return f"api-key:{prefix}"
+
+
+def _key_with_user(prefix: str) -> ApiKey | None:
+    """The key with its user, role and two-factor flag: from the shared cache, else the database.
+
+    The cached record is dropped whenever the key, its user, the user's groups or devices
+    change (portal.signals), so revocation and role changes take effect at once in every
+    process; API_KEY_CACHE_SECONDS only bounds how long an unused record lingers.
+    """
+    api_key = cache.get(_record_cache_key(prefix))
+    if api_key is not None:
+        return api_key
+    api_key = ApiKey.objects.select_related("user").filter(prefix=prefix).first()
+    if api_key is None:
+        return None
+    _ = api_key.user.role, api_key.user.two_factor_enabled  # computed once, cached with the record
+    cache.set(_record_cache_key(prefix), api_key, timeout=settings.API_KEY_CACHE_SECONDS)
+    return api_key
+
+
+def api_key_cache_forget(*, user_id: int | None = None, prefix: str | None = None) -> None:
+    """Drop cached key records: one key's, or all keys of a user."""
+    prefixes = [prefix] if prefix else list(ApiKey.objects.filter(user_id=user_id).values_list("prefix", flat=True))
+    if prefixes:
+        cache.delete_many([_record_cache_key(each) for each in prefixes])
+
+
+#: (key id, prefix) → monotonic time this process last noted the key's use; spares the
+#: shared cache a round trip on most requests (the shared cache still decides).
+_noted_in_process: dict[tuple[int, str], float] = {}
+
+
 def _note_use(api_key: ApiKey, ip: str | None) -> None:
     interval = settings.API_KEY_USE_AUDIT_INTERVAL_SECONDS
+    memo_key = (api_key.pk, api_key.prefix)
+    now_monotonic = time.monotonic()
+    if now_monotonic - _noted_in_process.get(memo_key, -interval) < interval:
+        return
+    _noted_in_process[memo_key] = now_monotonic
     if not cache.add(f"api-key-used:{api_key.pk}", 1, timeout=interval):
         return
     now = timezone.now()

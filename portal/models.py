@@ -29,6 +29,10 @@ class User(AbstractUser):
                 return role
         return None
 
+    @cached_property
+    def two_factor_enabled(self) -> bool:
+        return self.totpdevice_set.filter(confirmed=True).exists()
+
     def has_role_at_least(self, role: str) -> bool:
         current = self.role
         return current is not None and ROLE_ORDER.index(current) >= ROLE_ORDER.index(role)

@@ -1,9 +1,14 @@
-"""Audit of logins, logouts and failed logins, whichever path they take."""
+"""Audit of logins, logouts and failed logins, whichever path they take; and dropping
+cached API key records whenever what they hold changes."""
 
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
+from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.dispatch import receiver
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from audit.services import Target, audit_record
+from portal.api_keys import api_key_cache_forget
+from portal.models import ApiKey, User
 
 
 @receiver(user_logged_in)
@@ -23,3 +28,25 @@ def _audit_login_failed(sender, credentials, request=None, **kwargs):
     audit_record(
         action="auth.login_failed", actor="anonymous", target=Target(type="portal.user", id="", label=username)
     )
+
+
+@receiver([post_save, post_delete], sender=ApiKey)
+def _forget_cached_key(sender, instance, **kwargs):
+    api_key_cache_forget(prefix=instance.prefix)
+
+
+@receiver([post_save, post_delete], sender=User)
+@receiver([post_save, post_delete], sender=TOTPDevice)
+def _forget_cached_keys_of_user(sender, instance, **kwargs):
+    api_key_cache_forget(user_id=instance.pk if sender is User else instance.user_id)
+
+
+@receiver(m2m_changed, sender=User.groups.through)
+def _forget_cached_keys_after_role_change(sender, instance, action, pk_set, **kwargs):
+    if not action.startswith("post_"):
+        return
+    if isinstance(instance, User):
+        api_key_cache_forget(user_id=instance.pk)
+    else:  # a group's members changed
+        for user_id in pk_set or ():
+            api_key_cache_forget(user_id=user_id)

@@ -107,7 +107,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # A health check costs a query per request; off by default, a dropped connection then
+    # fails one request per process before Django reconnects (bench/README.md).
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DB_CONN_HEALTH_CHECKS", default=False)
     if env.bool("DB_POOL", default=False):
         # psycopg's pool; CONN_MAX_AGE must be 0 with it (Django refuses otherwise).
         DATABASES["default"]["CONN_MAX_AGE"] = 0

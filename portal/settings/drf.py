@@ -55,5 +55,7 @@ RATELIMIT_USE_CACHE = "default"
 IDEMPOTENCY_KEY_TTL_SECONDS = env.int("IDEMPOTENCY_KEY_TTL_SECONDS", default=24 * 3600)
 #: A request still running after this long is taken as lost, so its key may be retried.
 IDEMPOTENCY_LOCK_SECONDS = env.int("IDEMPOTENCY_LOCK_SECONDS", default=120)
+#: Upper bound on how long a cached API key record lives (changes drop it at once).
+API_KEY_CACHE_SECONDS = env.int("API_KEY_CACHE_SECONDS", default=300)
 #: API key reads are audited at most once per key per this many seconds (writes always are).
 API_KEY_USE_AUDIT_INTERVAL_SECONDS = env.int("API_KEY_USE_AUDIT_INTERVAL_SECONDS", default=60)

@@ -152,3 +152,19 @@ def test_permission_matrix(endpoint, role_index, role, auth, users, make_user, m
         assert_problem(response, response.status_code)
     if endpoint == "system_info" and response.status_code == 200:
         assert ("components" in response.json()) is (role in ("operator", "admin"))
+
+
+def test_changes_to_a_cached_key_or_its_user_take_effect_at_once(trader, make_api_key):
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    from portal.users import user_set_role
+
+    raw_key, api_key = make_api_key(trader)
+    client = APIClient(HTTP_X_API_KEY=raw_key)
+    assert client.get("/api/v1/me").json()["role"] == "trader"  # the key record is now cached
+    user_set_role(user=trader, role="viewer", actor="test")
+    assert client.get("/api/v1/me").json()["role"] == "viewer"
+    TOTPDevice.objects.create(user=trader, name="phone", confirmed=True)
+    assert client.get("/api/v1/me").json()["two_factor_enabled"] is True
+    api_key_revoke(api_key=ApiKey.objects.get(pk=api_key.pk), actor=trader)
+    assert_problem(client.get("/api/v1/me"), 401, "api_key_revoked")

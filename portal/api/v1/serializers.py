@@ -1,40 +1,38 @@
 """Serializers of identity & access endpoints: me, system info, API keys."""
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from portal.choices import ApiKeyScope
-from portal.models import ApiKey, User
+from portal.models import ApiKey
 
 
-class MeSerializer(serializers.ModelSerializer):
+class ApiKeyRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    prefix = serializers.CharField()
+    scopes = serializers.ListField(child=serializers.CharField())
+
+
+class MeSerializer(serializers.Serializer):
+    """The caller. A plain Serializer: /me is the hottest read and a ModelSerializer's field
+    introspection costs more than the whole rest of it (bench/README.md)."""
+
+    id = serializers.IntegerField(read_only=True)
+    username = serializers.CharField(read_only=True)
+    email = serializers.EmailField(read_only=True)
+    first_name = serializers.CharField(read_only=True)
+    last_name = serializers.CharField(read_only=True)
     role = serializers.CharField(read_only=True, allow_null=True)
-    two_factor_enabled = serializers.SerializerMethodField()
+    two_factor_enabled = serializers.BooleanField(read_only=True)
     auth_method = serializers.SerializerMethodField()
     api_key = serializers.SerializerMethodField()
-
-    class Meta:
-        model = User
-        fields = [
-            "id",
-            "username",
-            "email",
-            "first_name",
-            "last_name",
-            "role",
-            "two_factor_enabled",
-            "auth_method",
-            "api_key",
-            "date_joined",
-            "last_login",
-        ]
-        read_only_fields = fields
-
-    def get_two_factor_enabled(self, user) -> bool:
-        return user.totpdevice_set.filter(confirmed=True).exists()
+    date_joined = serializers.DateTimeField(read_only=True)
+    last_login = serializers.DateTimeField(read_only=True, allow_null=True)
 
     def get_auth_method(self, user) -> str:
         return "api_key" if isinstance(self.context["request"].auth, ApiKey) else "session"
 
+    @extend_schema_field(ApiKeyRefSerializer(allow_null=True))
     def get_api_key(self, user) -> dict | None:
         key = self.context["request"].auth
         if not isinstance(key, ApiKey):
