@@ -582,108 +582,29 @@ PROFILE_TARGETS = [
 
 
 def _ablations(key: str):
-    """What-if variants of `GET /api/v1/me`, each removing one cost by monkeypatching in this
-    process only (the portal's code is untouched): name -> list of (object, attribute, value)."""
+    """What-if variants of `GET /api/v1/me`, each removing one remaining cost by monkeypatching
+    in this process only (the portal's code is untouched): name -> list of (object, attribute, value)."""
     import pickle
-
-    from django.db import connections
-    from rest_framework import serializers
-    from rest_framework.response import Response
 
     import portal.api_keys
     from portal.api.ratelimit import EndpointClassRateThrottle
-    from portal.api.v1.serializers import MeSerializer
-    from portal.api.v1.views import MeView
-    from portal.models import ApiKey, User
+    from portal.models import ApiKey
 
     prefix = key[len(portal.api_keys.KEY_PREFIX_MARK) :].split(".", 1)[0]
-    blob = pickle.dumps(ApiKey.objects.select_related("user").get(prefix=prefix))
+    record = ApiKey.objects.select_related("user").get(prefix=prefix)
+    _ = record.user.role, record.user.two_factor_enabled
+    blob = pickle.dumps(record)
 
-    class _CachedLookup:
-        """Stands in for `ApiKey.objects.select_related("user").filter(prefix=...).first()`:
-        the key and its user as an in-process cache would return them (unpickled)."""
-
-        objects = None
-
-        def select_related(self, *_):
-            return self
-
-        def filter(self, **_):
-            return self
-
-        def first(self):
-            return pickle.loads(blob)
-
-    _CachedLookup.objects = _CachedLookup()
-
-    class PlainMeSerializer(serializers.Serializer):
-        """MeSerializer's fields declared by hand: no model introspection per instance."""
-
-        id = serializers.IntegerField()
-        username = serializers.CharField()
-        email = serializers.CharField()
-        first_name = serializers.CharField()
-        last_name = serializers.CharField()
-        role = serializers.CharField(allow_null=True)
-        two_factor_enabled = serializers.SerializerMethodField()
-        auth_method = serializers.SerializerMethodField()
-        api_key = serializers.SerializerMethodField()
-        date_joined = serializers.DateTimeField()
-        last_login = serializers.DateTimeField()
-
-        def get_two_factor_enabled(self, user):
-            return MeSerializer.get_two_factor_enabled(self, user)
-
-        get_auth_method = MeSerializer.get_auth_method
-        get_api_key = MeSerializer.get_api_key
-
-    def plain_serializer_get(self, request):
-        return Response(PlainMeSerializer(request.user, context={"request": request}).data)
-
-    def plain_get(self, request):
-        """MeView.get with the same fields (and queries) built by hand instead of a ModelSerializer."""
-        user, auth = request.user, request.auth
-        is_key = isinstance(auth, ApiKey)
-        return Response(
-            {
-                "id": user.pk,
-                "username": user.username,
-                "email": user.email,
-                "first_name": user.first_name,
-                "last_name": user.last_name,
-                "role": user.role,
-                "two_factor_enabled": MeSerializer.get_two_factor_enabled(None, user),
-                "auth_method": "api_key" if is_key else "session",
-                "api_key": {"id": auth.pk, "prefix": auth.prefix, "scopes": auth.scopes} if is_key else None,
-                "date_joined": user.date_joined,
-                "last_login": user.last_login,
-            }
-        )
-
-    role = property(lambda self: "trader")
     variants = {
-        "no DB health check per request (CONN_HEALTH_CHECKS off)": [
-            (type(connections["default"]), "close_if_health_check_failed", lambda self: None)
-        ],
-        "role without the groups query": [(User, "role", role)],
-        "no TOTP query in MeSerializer": [(MeSerializer, "get_two_factor_enabled", lambda self, user: False)],
-        "no `api-key-used` cache.add per request": [(portal.api_keys, "_note_use", lambda *a, **k: None)],
         "no rate-limit throttle (2 Redis commands)": [
             (EndpointClassRateThrottle, "allow_request", lambda self, request, view: True)
         ],
-        "API key + user from an in-process cache (no lookup query)": [(portal.api_keys, "ApiKey", _CachedLookup)],
-        "body built by hand instead of ModelSerializer": [(MeView, "get", plain_get)],
+        "key record from process memory, not the shared cache (1 Redis command)": [
+            (portal.api_keys, "_key_with_user", lambda prefix: pickle.loads(blob))
+        ],
+        "no `api-key-used` bookkeeping": [(portal.api_keys, "_note_use", lambda *a, **k: None)],
     }
-    variants["MeSerializer as a plain Serializer (declared fields)"] = [(MeView, "get", plain_serializer_get)]
-    variants["all of the above"] = [
-        patch for name, patches in variants.items() if not name.startswith("MeSerializer as") for patch in patches
-    ]
-    variants["key, user, role, 2FA flag from one cached record + plain Serializer (rest kept)"] = [
-        (portal.api_keys, "ApiKey", _CachedLookup),
-        (User, "role", role),
-        (MeSerializer, "get_two_factor_enabled", lambda self, user: False),
-        (MeView, "get", plain_serializer_get),
-    ]
+    variants["all of the above"] = [patch for patches in list(variants.values()) for patch in patches]
     return variants
 
 

@@ -7,6 +7,15 @@ from django.http import HttpRequest
 
 
 def client_ip(request: HttpRequest) -> str | None:
+    """The normalized client address (computed once per request)."""
+    try:
+        return request._tradeport_client_ip  # type: ignore[attr-defined]
+    except AttributeError:
+        request._tradeport_client_ip = _client_ip(request)  # type: ignore[attr-defined]
+        return request._tradeport_client_ip  # type: ignore[attr-defined]
+
+
+def _client_ip(request: HttpRequest) -> str | None:
     candidate = request.META.get("REMOTE_ADDR", "")
     if settings.TRUST_X_FORWARDED_FOR:
         forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")

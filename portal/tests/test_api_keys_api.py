@@ -74,3 +74,12 @@ def test_system_info_reports_versions_and_mode(trader, key_client):
     assert body["api_version"] == "v1"
     assert {"tradeport", "python", "django"} <= set(body["versions"])
     assert body["mode"] in ("embedded", "full")
+
+
+def test_me_representation_matches_its_documented_serializer(trader, key_client):
+    from portal.api.v1.serializers import MeSerializer
+
+    body = key_client(trader, scopes=["read"]).get("/api/v1/me").json()
+    assert set(body) == set(MeSerializer().fields)
+    assert set(body["api_key"]) == set(MeSerializer().fields["api_key"].fields)
+    assert body["date_joined"].endswith("Z")

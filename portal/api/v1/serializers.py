@@ -1,6 +1,5 @@
 """Serializers of identity & access endpoints: me, system info, API keys."""
 
-from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from portal.choices import ApiKeyScope
@@ -14,30 +13,44 @@ class ApiKeyRefSerializer(serializers.Serializer):
 
 
 class MeSerializer(serializers.Serializer):
-    """The caller. A plain Serializer: /me is the hottest read and a ModelSerializer's field
-    introspection costs more than the whole rest of it (bench/README.md)."""
+    """The caller, as documented in the schema. /me is the hottest read, so the view builds
+    this shape with `me_representation` instead of instantiating the serializer (DRF deep-copies
+    every declared field per instance: more than half of /me's cost, bench/README.md);
+    a test keeps both in step."""
 
-    id = serializers.IntegerField(read_only=True)
-    username = serializers.CharField(read_only=True)
-    email = serializers.EmailField(read_only=True)
-    first_name = serializers.CharField(read_only=True)
-    last_name = serializers.CharField(read_only=True)
-    role = serializers.CharField(read_only=True, allow_null=True)
-    two_factor_enabled = serializers.BooleanField(read_only=True)
-    auth_method = serializers.SerializerMethodField()
-    api_key = serializers.SerializerMethodField()
-    date_joined = serializers.DateTimeField(read_only=True)
-    last_login = serializers.DateTimeField(read_only=True, allow_null=True)
+    id = serializers.IntegerField()
+    username = serializers.CharField()
+    email = serializers.EmailField()
+    first_name = serializers.CharField()
+    last_name = serializers.CharField()
+    role = serializers.CharField(allow_null=True)
+    two_factor_enabled = serializers.BooleanField()
+    auth_method = serializers.ChoiceField(choices=["api_key", "session"])
+    api_key = ApiKeyRefSerializer(allow_null=True)
+    date_joined = serializers.DateTimeField()
+    last_login = serializers.DateTimeField(allow_null=True)
 
-    def get_auth_method(self, user) -> str:
-        return "api_key" if isinstance(self.context["request"].auth, ApiKey) else "session"
 
-    @extend_schema_field(ApiKeyRefSerializer(allow_null=True))
-    def get_api_key(self, user) -> dict | None:
-        key = self.context["request"].auth
-        if not isinstance(key, ApiKey):
-            return None
-        return {"id": key.pk, "prefix": key.prefix, "scopes": key.scopes}
+def _iso(moment) -> str | None:
+    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
+
+
+def me_representation(user, auth) -> dict:
+    """MeSerializer's shape for `user`, authenticated by `auth` (an ApiKey or None)."""
+    api_key = auth if isinstance(auth, ApiKey) else None
+    return {
+        "id": user.pk,
+        "username": user.username,
+        "email": user.email,
+        "first_name": user.first_name,
+        "last_name": user.last_name,
+        "role": user.role,
+        "two_factor_enabled": user.two_factor_enabled,
+        "auth_method": "api_key" if api_key else "session",
+        "api_key": {"id": api_key.pk, "prefix": api_key.prefix, "scopes": api_key.scopes} if api_key else None,
+        "date_joined": _iso(user.date_joined),
+        "last_login": _iso(user.last_login),
+    }
 
 
 class ApiKeySerializer(serializers.ModelSerializer):

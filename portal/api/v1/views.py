@@ -16,6 +16,7 @@ from portal.api.v1.serializers import (
     ApiKeySerializer,
     MeSerializer,
     SystemInfoSerializer,
+    me_representation,
 )
 from portal.api.views import ApiView, ApiViewSet
 from portal.api_keys import api_key_create, api_key_get, api_key_list, api_key_revoke
@@ -28,7 +29,7 @@ class MeView(ApiView):
     @extend_schema(operation_id="me_retrieve", responses={200: MeSerializer, **PROBLEM_RESPONSES})
     def get(self, request):
         """The authenticated user, their role and how they authenticated."""
-        return Response(MeSerializer(request.user, context={"request": request}).data)
+        return Response(me_representation(request.user, request.auth))
 
 
 class SystemInfoView(ApiView):
