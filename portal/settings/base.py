@@ -189,6 +189,3 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 #: Embedded mode runs the beat schedule (and later the simulator) inside the ASGI process.
 EMBEDDED_BACKGROUND = env.bool("EMBEDDED_BACKGROUND", default=True)
-
-#: Demo users are created on first start in embedded mode (`make run`), or when asked.
-DEMO_USERS = env.bool("DEMO_USERS", default=EMBEDDED)
