@@ -61,6 +61,7 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["-seq"]
+        base_manager_name = "objects"  # related lookups refuse update / delete too
         indexes = [
             models.Index(fields=["target_type", "target_id"]),
             models.Index(fields=["actor_user", "-occurred_at"]),
@@ -70,8 +71,10 @@ class AuditEvent(models.Model):
         return f"#{self.seq} {self.action} by {self.actor_label}"
 
     def save(self, *args, **kwargs):
-        if not self._state.adding:
+        if not self._state.adding or kwargs.get("force_update") or kwargs.get("update_fields"):
             raise AuditEventImmutable("Audit events are append-only.")
+        # Never an UPDATE: a new instance carrying an existing pk would otherwise overwrite that row.
+        kwargs["force_insert"] = True
         super().save(*args, **kwargs)
 
     def delete(self, *args, **kwargs):

@@ -22,20 +22,30 @@ _CHAIN_LOCK_ID = 0x7472_6164_6570_6F72  # "tradepor"
 _INSERT_ATTEMPTS = 5
 
 
+def _json_number(text: str) -> float | int:
+    """PostgreSQL's jsonb keeps numbers as exact decimals and gives integral ones back as
+    integers (1e20 → 100000000000000000000, -0.0 → 0): store them that way from the start,
+    or the hash computed now would not match the row read back later."""
+    number = float(text)
+    return int(number) if number.is_integer() else number
+
+
 def _normalize_json(value: Any) -> Any:
     """What a JSONField gives back after a round trip (Decimals and datetimes as strings)."""
     if value is None:
         return None
-    return json.loads(json.dumps(value, cls=DjangoJSONEncoder))
+    return json.loads(json.dumps(value, cls=DjangoJSONEncoder), parse_float=_json_number)
 
 
 def _normalize_ip(value: str | None) -> str | None:
     if not value:
         return None
     try:
-        return str(ipaddress.ip_address(value))
+        address = ipaddress.ip_address(value)
     except ValueError:
         return None
+    # The database keeps no IPv6 zone ("fe80::1%eth0" is stored as "fe80::1"); hash what is stored.
+    return str(address).split("%", 1)[0]
 
 
 def audit_event_hash(event: AuditEvent) -> str:
@@ -77,11 +87,13 @@ def _actor_fields(actor: Any) -> dict[str, Any]:
     if isinstance(actor, str):
         return {"actor_type": AuditEvent.ActorType.SYSTEM, "actor_label": actor[:150]}
     if isinstance(actor, ApiKey):
+        via = f" via key {actor.prefix}"
         return {
             "actor_type": AuditEvent.ActorType.API_KEY,
             "actor_user_id": actor.user_id,
             "actor_api_key_id": actor.pk,
-            "actor_label": f"{actor.user.get_username()} via key {actor.prefix}",
+            # Fits the column even for a 150-character username (PostgreSQL refuses longer text).
+            "actor_label": actor.user.get_username()[: 150 - len(via)] + via,
         }
     if isinstance(actor, User):
         fields = {
@@ -141,7 +153,8 @@ def audit_record(
         "before": _normalize_json(before),
         "after": _normalize_json(after),
         "ip": _normalize_ip(context.ip),
-        "user_agent": (context.user_agent or "")[:512],
+        # A client can send NUL in a header; PostgreSQL refuses NUL in text and the request would fail.
+        "user_agent": (context.user_agent or "").replace("\x00", "")[:512],
         "request_id": context.request_id[:128],
     }
     for attempt in range(_INSERT_ATTEMPTS):

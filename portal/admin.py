@@ -17,9 +17,15 @@ from portal.users import user_set_role
 def _role_action(role: str):
     @admin.action(description=f"Set role: {role}")
     def set_role(modeladmin, request, queryset):
+        changed = 0
         for user in queryset:
-            user_set_role(user=user, role=role, actor=request.user)
-        modeladmin.message_user(request, f"{queryset.count()} user(s) now have the {role} role.", messages.SUCCESS)
+            try:
+                user_set_role(user=user, role=role, actor=request.user)
+            except DomainError as error:
+                modeladmin.message_user(request, f"{user.username}: {error.message}", messages.ERROR)
+            else:
+                changed += 1
+        modeladmin.message_user(request, f"{changed} user(s) now have the {role} role.", messages.SUCCESS)
 
     set_role.__name__ = f"set_role_{role}"
     return set_role
@@ -37,6 +43,18 @@ class UserAdmin(AuditedAdminMixin, DjangoUserAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("groups")
+
+    def get_readonly_fields(self, request, obj=None):
+        """Only admins touch privileges; operators change roles through the audited actions."""
+        readonly = list(super().get_readonly_fields(request, obj))
+        if not request.user.has_role_at_least(Role.ADMIN):
+            readonly += ["is_superuser", "is_staff", "groups", "user_permissions"]
+        return readonly
+
+    def has_change_permission(self, request, obj=None):
+        if obj is not None and obj.is_staff and not request.user.has_role_at_least(Role.ADMIN):
+            return False  # operators cannot edit staff accounts (passwords included)
+        return super().has_change_permission(request, obj)
 
 
 admin.site.unregister(Group)

@@ -192,8 +192,10 @@ def _key_with_user(prefix: str) -> ApiKey | None:
 
 
 def api_key_cache_forget(*, user_id: int | None = None, prefix: str | None = None) -> None:
-    """Drop cached key records: one key's, or all keys of a user."""
-    prefixes = [prefix] if prefix else list(ApiKey.objects.filter(user_id=user_id).values_list("prefix", flat=True))
+    """Drop cached key records: one key's (`prefix`), or all keys of a user (`user_id`)."""
+    prefixes = [prefix] if prefix else []
+    if user_id is not None:
+        prefixes += ApiKey.objects.filter(user_id=user_id).values_list("prefix", flat=True)
     if prefixes:
         cache.delete_many([_record_cache_key(each) for each in prefixes])
 

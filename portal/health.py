@@ -26,6 +26,8 @@ HEARTBEAT_STALE_SECONDS = 90
 HEARTBEAT_KEY = "heartbeat:{component}"
 #: Components that report by heartbeat; later issues add theirs (simulator).
 HEARTBEAT_COMPONENTS = ("worker", "beat")
+#: Longest wait for one network round trip of a readiness probe.
+PROBE_TIMEOUT_SECONDS = 2
 
 
 @dataclass
@@ -77,7 +79,9 @@ def _probe_database():
 def _redis_client():
     import redis
 
-    return redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
+    return redis.Redis.from_url(
+        settings.REDIS_URL, socket_connect_timeout=PROBE_TIMEOUT_SECONDS, socket_timeout=PROBE_TIMEOUT_SECONDS
+    )
 
 
 def _probe_cache():
@@ -100,13 +104,18 @@ def _probe_channel_layer():
         raise RuntimeError("no channel layer configured")
 
     async def round_trip():
-        import asyncio
-
         channel = await layer.new_channel("health.")
         await layer.send(channel, {"type": "health.probe"})
-        return await asyncio.wait_for(layer.receive(channel), timeout=2)
+        return await layer.receive(channel)
 
-    message = async_to_sync(round_trip)()
+    async def bounded_round_trip():
+        import asyncio
+
+        # The whole trip, not only the receive: a Redis that accepts but never answers
+        # must not hang the probe in send().
+        return await asyncio.wait_for(round_trip(), timeout=PROBE_TIMEOUT_SECONDS)
+
+    message = async_to_sync(bounded_round_trip)()
     if message.get("type") != "health.probe":
         raise RuntimeError("channel layer returned an unexpected message")
     return "", type(layer).__name__, {}
@@ -115,8 +124,11 @@ def _probe_channel_layer():
 def _probe_broker():
     from portal.celery import app
 
-    with app.connection_for_write() as conn:
-        conn.ensure_connection(max_retries=1, timeout=2)
+    # Without socket timeouts the Redis transport waits forever for a server that accepts
+    # the connection but never replies.
+    timeouts = {"socket_timeout": PROBE_TIMEOUT_SECONDS, "socket_connect_timeout": PROBE_TIMEOUT_SECONDS}
+    with app.connection_for_write(transport_options=timeouts) as conn:
+        conn.ensure_connection(max_retries=1, timeout=PROBE_TIMEOUT_SECONDS)
         transport = conn.transport_cls
     import kombu
 
@@ -135,7 +147,10 @@ def heartbeat_beat(component: str, *, detail: str = "") -> None:
 def _heartbeat(component: str) -> ComponentHealth:
     if settings.EMBEDDED:
         return ComponentHealth(name=component, status="embedded", detail="runs inside the web process")
-    beat = cache.get(HEARTBEAT_KEY.format(component=component))
+    try:
+        beat = cache.get(HEARTBEAT_KEY.format(component=component))
+    except Exception as exc:  # the cache being down is the cache probe's finding; report, never raise
+        return ComponentHealth(name=component, status="unknown", detail=f"heartbeat unreadable: {type(exc).__name__}")
     if not beat:
         return ComponentHealth(name=component, status="unknown", detail="no heartbeat received yet")
     age = (timezone.now() - datetime.fromisoformat(beat["at"])).total_seconds()

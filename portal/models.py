@@ -31,7 +31,9 @@ class User(AbstractUser):
 
     @cached_property
     def two_factor_enabled(self) -> bool:
-        return self.totpdevice_set.filter(confirmed=True).exists()
+        from django_otp.plugins.otp_totp.models import TOTPDevice
+
+        return TOTPDevice.objects.filter(user=self, confirmed=True).exists()
 
     def has_role_at_least(self, role: str) -> bool:
         current = self.role

@@ -20,7 +20,8 @@ def _client_ip(request: HttpRequest) -> str | None:
     if settings.TRUST_X_FORWARDED_FOR:
         forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
         if forwarded:
-            candidate = forwarded.split(",")[0].strip()
+            # The entry our proxy appended is the last one; earlier ones come from the client.
+            candidate = forwarded.split(",")[-1].strip()
     try:
         return str(ipaddress.ip_address(candidate))
     except ValueError:

@@ -47,5 +47,12 @@ def roles_sync() -> None:
             group.permissions.set([by_code[code] for code in sorted(codes) if code in by_code])
 
 
-def roles_sync_on_migrate(**kwargs) -> None:
+def roles_sync_on_migrate(*, using: str = "default", **kwargs) -> None:
+    """After `migrate`: every app's permissions exist first (Django creates them app by app,
+    portal's may come before audit's), then the role groups get theirs."""
+    from django.apps import apps
+    from django.contrib.auth.management import create_permissions
+
+    for app_config in apps.get_app_configs():
+        create_permissions(app_config, verbosity=0, using=using)
     roles_sync()

@@ -15,9 +15,16 @@ from portal.models import User
 
 @transaction.atomic
 def user_set_role(*, user: User, role: str, actor: User | str | None = None) -> User:
-    """Give `user` exactly one role group; operators and admins get admin-site access."""
+    """Give `user` exactly one role group; operators and admins get admin-site access.
+
+    Operators may make users viewers or traders; only admins grant operator or admin, or
+    change the role of someone who already is staff (no self-promotion, no take-over).
+    """
     if role not in ROLE_ORDER:
         raise DomainError("invalid_role", f"Unknown role '{role}'.", status=400)
+    grants_staff = role in (Role.OPERATOR, Role.ADMIN) or user.has_role_at_least(Role.OPERATOR)
+    if isinstance(actor, User) and grants_staff and not actor.has_role_at_least(Role.ADMIN):
+        raise DomainError("role_forbidden", "Only admins grant operator or admin, or change staff.", status=403)
     before = {"role": user.role, "is_staff": user.is_staff, "is_superuser": user.is_superuser}
     user.groups.remove(*Group.objects.filter(name__in=ROLE_ORDER))
     user.groups.add(Group.objects.get(name=role))

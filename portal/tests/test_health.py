@@ -2,61 +2,103 @@
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 from datetime import timedelta
 
 import pytest
 from django.conf import settings
 from django.core.cache import cache
+from django.db import connection as db_connection
 from django.test import override_settings
 from django.utils import timezone
 
 from portal.celery import app as celery_app
 from portal.choices import Role
-from portal.health import HEARTBEAT_KEY, HEARTBEAT_STALE_SECONDS, health_report, heartbeat_beat
+from portal.health import (
+    HEARTBEAT_KEY,
+    HEARTBEAT_STALE_SECONDS,
+    PROBE_TIMEOUT_SECONDS,
+    health_report,
+    heartbeat_beat,
+)
 
 pytestmark = pytest.mark.django_db
 
 #: Nothing listens on port 1: connections are refused at once, as with Redis stopped.
 DEAD_REDIS_URL = "redis://127.0.0.1:1/0"
-READINESS_PARTS = {"database", "cache", "channel_layer"} | (set() if settings.CELERY_EMBEDDED else {"broker"})
+READINESS_PARTS = {"database", "cache", "channel_layer"} | ({"broker"} if settings.REDIS_URL else set())
 EXTERNAL_ADDRESS = "203.0.113.9"
+
+
+def _redis_stack_at(url: str, monkeypatch):
+    """Settings of the full stack with cache, channel layer and Celery broker all at `url`
+    (the cache options are those of portal/settings/base.py). Django drops its cache
+    handlers and Channels its layers when CACHES / CHANNEL_LAYERS change (setting_changed);
+    the Celery app read its broker URL once, so its conf is patched as well
+    (in `changes`, so that undoing it leaves nothing behind)."""
+    monkeypatch.setitem(celery_app.conf.changes, "broker_url", url)  # broker_write_url follows it
+    return override_settings(
+        REDIS_URL=url,
+        EMBEDDED=False,
+        CELERY_EMBEDDED=False,
+        CELERY_BROKER_URL=url,
+        CACHES={
+            "default": {
+                "BACKEND": "django_redis.cache.RedisCache",
+                "LOCATION": url,
+                "OPTIONS": {
+                    "CLIENT_CLASS": "django_redis.client.DefaultClient",
+                    "SOCKET_CONNECT_TIMEOUT": 2,
+                    "SOCKET_TIMEOUT": 2,
+                },
+            }
+        },
+        CHANNEL_LAYERS={"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [url]}}},
+    )
 
 
 @pytest.fixture
 def redis_unreachable(monkeypatch):
-    """The full stack with Redis down: cache, channel layer and Celery broker all point at a
-    port nothing listens on. Django drops its cache handlers and Channels its layers when
-    CACHES / CHANNEL_LAYERS change (setting_changed); the Celery app read its broker URL
-    once, so its conf is patched too."""
-    monkeypatch.setattr(celery_app.conf, "broker_url", DEAD_REDIS_URL)
-    monkeypatch.setattr(celery_app.conf, "broker_write_url", None)
-    overrides = override_settings(
-        REDIS_URL=DEAD_REDIS_URL,
-        EMBEDDED=False,
-        CELERY_EMBEDDED=False,
-        CELERY_BROKER_URL=DEAD_REDIS_URL,
-        CACHES={
-            "default": {
-                "BACKEND": "django_redis.cache.RedisCache",
-                "LOCATION": DEAD_REDIS_URL,
-                "OPTIONS": {
-                    "CLIENT_CLASS": "django_redis.client.DefaultClient",
-                    "SOCKET_CONNECT_TIMEOUT": 0.5,
-                    "SOCKET_TIMEOUT": 0.5,
-                },
-            }
-        },
-        CHANNEL_LAYERS={
-            "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [DEAD_REDIS_URL]}}
-        },
-    )
+    """Redis stopped: nothing listens on port 1, connections are refused at once."""
+    overrides = _redis_stack_at(DEAD_REDIS_URL, monkeypatch)
     overrides.enable()
     try:
         yield
     finally:
         # Undone here, before the autouse cache fixture clears the (real) cache on teardown.
         overrides.disable()
+
+
+@pytest.fixture
+def redis_hung(monkeypatch):
+    """Redis wedged: a server that accepts connections and never answers a command."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.1)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept_forever() -> None:
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                continue
+
+    acceptor = threading.Thread(target=accept_forever, daemon=True)
+    acceptor.start()
+    overrides = _redis_stack_at(f"redis://127.0.0.1:{server.getsockname()[1]}/0", monkeypatch)
+    overrides.enable()
+    try:
+        yield
+    finally:
+        overrides.disable()
+        stop.set()
+        acceptor.join(timeout=5)
+        for connection in accepted:
+            connection.close()
+        server.close()
 
 
 def test_livez_answers_ok_without_checking_dependencies(client):
@@ -107,9 +149,27 @@ def test_readiness_is_503_naming_cache_channel_layer_and_broker_when_redis_is_un
     assert elapsed < 5
 
 
-def test_readiness_recovers_once_redis_settings_are_restored(client, redis_unreachable):
-    assert client.get("/readyz").status_code == 503
-    # (the fixture's teardown restores settings; here the cache handler is rebuilt on demand)
+def test_readiness_answers_503_within_seconds_when_redis_accepts_connections_but_never_replies(client, redis_hung):
+    responses = []
+
+    def probe() -> None:
+        try:
+            responses.append(client.get("/readyz"))
+        finally:
+            db_connection.close()
+
+    # In a thread, so that a probe that hangs fails this test instead of hanging the run.
+    prober = threading.Thread(target=probe, daemon=True)
+    prober.start()
+    # Each probe waits at most PROBE_TIMEOUT_SECONDS per round trip; none may hang.
+    prober.join(timeout=6 * PROBE_TIMEOUT_SECONDS)
+
+    assert not prober.is_alive(), "/readyz hung on a Redis that never replies"
+    response = responses[0]
+    assert response.status_code == 503, response.content
+    body = response.json()
+    assert {"cache", "channel_layer", "broker"} <= set(body["failing"])
+    assert body["checks"]["database"]["status"] == "ok"
 
 
 def test_health_reports_versions_uptime_and_every_component_with_latency(client):
@@ -141,13 +201,21 @@ def test_health_details_are_refused_outside_internal_networks_unless_signed_in_a
     assert client.get("/health", REMOTE_ADDR=EXTERNAL_ADDRESS).status_code == 200
 
 
-def test_health_is_503_and_down_when_redis_is_unreachable(client, redis_unreachable):
+def test_health_and_system_page_report_redis_down_instead_of_crashing(client, users, redis_unreachable):
     response = client.get("/health")
     assert response.status_code == 503
-    components = {component["name"]: component for component in response.json()["components"]}
-    assert response.json()["status"] == "down"
+    body = response.json()
+    components = {component["name"]: component for component in body["components"]}
+    assert body["status"] == "down"
     assert components["cache"]["status"] == "down"
     assert components["database"]["status"] == "ok"
+    # Heartbeats live in the cache: unreadable, not a crash of the whole report.
+    assert components["worker"]["status"] == components["beat"]["status"] == "unknown"
+
+    client.force_login(users[Role.OPERATOR])
+    page = client.get("/system/")
+    assert page.status_code == 200
+    assert 'data-testid="system-status">down<' in page.content.decode()
 
 
 @override_settings(EMBEDDED=False)
