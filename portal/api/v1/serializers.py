@@ -12,11 +12,11 @@ class ApiKeyRefSerializer(serializers.Serializer):
     scopes = serializers.ListField(child=serializers.CharField())
 
 
+# /me is the hottest read, so the view builds this shape with `me_representation` instead of
+# instantiating the serializer, whose per-instance field copies cost about 0.3 ms a request
+# (bench/README.md); a test keeps both in step.
 class MeSerializer(serializers.Serializer):
-    """The caller, as documented in the schema. /me is the hottest read, so the view builds
-    this shape with `me_representation` instead of instantiating the serializer, whose
-    per-instance field copies cost about 0.3 ms a request (bench/README.md); a test keeps
-    both in step."""
+    """The authenticated caller: identity, role, two-factor status and how they authenticated."""
 
     id = serializers.IntegerField()
     username = serializers.CharField()
