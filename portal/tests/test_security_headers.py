@@ -48,3 +48,11 @@ def test_health_details_and_metrics_are_internal_or_operator_only(client, users)
     assert client.get("/health", **outside).status_code == 200
     client.force_login(users["trader"])
     assert client.get("/metrics", **outside).status_code == 403
+
+
+@pytest.mark.parametrize("path", ["/api/v1/docs/", "/api/v1/redoc/", "/api/v1/schema/"])
+def test_api_documentation_is_served_without_third_party_hosts(client, path):
+    response = client.get(path)
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "fonts.googleapis.com" not in body and "cdn.jsdelivr.net" not in body
