@@ -117,18 +117,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
             return ()
-        return (
-            "user",
-            "name",
-            "prefix",
-            "scopes",
-            "allowed_ips",
-            "expires_at",
-            "revoked_at",
-            "last_used_at",
-            "last_used_ip",
-            "created_at",
-        )
+        return ("user", *ApiKey.PUBLIC_FIELDS)
 
     def get_fields(self, request, obj=None):
         if obj is None:

@@ -60,6 +60,19 @@ class ApiKey(models.Model):
     last_used_ip = models.GenericIPAddressField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    #: What may be shown of a key anywhere (API, admin); never the hash.
+    PUBLIC_FIELDS = (
+        "name",
+        "prefix",
+        "scopes",
+        "allowed_ips",
+        "expires_at",
+        "revoked_at",
+        "last_used_at",
+        "last_used_ip",
+        "created_at",
+    )
+
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["user", "-created_at"])]

@@ -58,19 +58,7 @@ class ApiKeySerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ApiKey
-        fields = [
-            "id",
-            "name",
-            "prefix",
-            "scopes",
-            "allowed_ips",
-            "expires_at",
-            "revoked_at",
-            "last_used_at",
-            "last_used_ip",
-            "created_at",
-            "is_active",
-        ]
+        fields = ["id", *ApiKey.PUBLIC_FIELDS, "is_active"]
         read_only_fields = fields
 
 
