@@ -15,6 +15,7 @@ from rest_framework.test import APIClient
 from portal.api_keys import api_key_create
 from portal.choices import ROLE_ORDER, Role
 from portal.models import User
+from portal.settings.base import PASSWORD_HASHERS as PRODUCTION_PASSWORD_HASHERS
 from portal.users import user_set_role
 
 TEST_PASSWORD = "correct-horse-battery-9"
@@ -27,9 +28,6 @@ def pytest_runtest_makereport(item, call):
     if os.environ.get("TRADEPORT_REQUIRE_ALL_TESTS") == "1" and report.skipped:
         report.outcome = "failed"
         report.longrepr = f"Skipped tests fail this run (TRADEPORT_REQUIRE_ALL_TESTS=1): {report.longrepr}"
-
-
-from portal.settings.base import PASSWORD_HASHERS as PRODUCTION_PASSWORD_HASHERS  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
