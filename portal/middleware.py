@@ -57,8 +57,10 @@ class RequestContextMiddleware:
         elapsed_ms = (time.perf_counter() - started) * 1000
         response["X-Request-ID"] = request_id
         response["Server-Timing"] = f"app;dur={elapsed_ms:.1f}"
-        if response.status_code >= 500:
-            logger.error("request_failed", status=response.status_code, duration_ms=round(elapsed_ms, 1))
+        # The access log: one JSON line per request, with the request id (servers' own access
+        # logs are switched off in favour of this one).
+        log = logger.error if response.status_code >= 500 else logger.info
+        log("request", status=response.status_code, duration_ms=round(elapsed_ms, 1))
         # The context stays bound until the next request so Django's own request log line
         # (written after the middleware chain returns) still carries the request id.
         return response

@@ -53,7 +53,7 @@ def test_a_request_log_line_is_json_with_the_sent_request_id_and_the_path(client
 
     lines = [record for record in json_logs.records if record.get("request_id") == "req-logs-1"]
     assert lines, json_logs.records
-    not_found = lines[0]
+    not_found = next(record for record in lines if record["logger"] == "django.request")
     assert not_found["path"] == "/no-such-page/"
     assert not_found["method"] == "GET"
     assert not_found["level"] == "warning"
@@ -119,8 +119,9 @@ def test_an_unhandled_error_in_an_api_request_is_logged_with_its_traceback_user_
     assert len(unhandled) == 1
     assert unhandled[0]["user"] == "trader1" and unhandled[0]["level"] == "error"
     assert "RuntimeError: boom in a service" in unhandled[0]["exception"]
-    failed = [record for record in logged if record["event"] == "request_failed"]
-    assert failed and failed[0]["status"] == 500 and failed[0]["path"] == "/api/v1/me"
+    failed = [record for record in logged if record["event"] == "request"]
+    assert failed and failed[0]["status"] == 500 and failed[0]["level"] == "error"
+    assert failed[0]["path"] == "/api/v1/me"
 
 
 def test_the_next_request_does_not_inherit_the_previous_requests_user(client, trader, key_client, json_logs):
@@ -128,3 +129,10 @@ def test_the_next_request_does_not_inherit_the_previous_requests_user(client, tr
     client.get("/no-such-page/", HTTP_X_REQUEST_ID="req-logs-6")  # anonymous
     lines = [record for record in json_logs.records if record.get("request_id") == "req-logs-6"]
     assert lines and all("user" not in record for record in lines)
+
+
+def test_every_request_writes_one_json_access_line(client, json_logs):
+    client.get("/livez", HTTP_X_REQUEST_ID="req-logs-7")
+    access = [record for record in json_logs.records if record.get("request_id") == "req-logs-7"]
+    assert [record["event"] for record in access] == ["request"]
+    assert access[0]["status"] == 200 and access[0]["path"] == "/livez" and access[0]["duration_ms"] >= 0
