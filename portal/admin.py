@@ -5,8 +5,10 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied
 
 from audit.admin_mixins import AuditedAdminMixin
+from audit.services import audit_record
 from portal.api_keys import api_key_check_request, api_key_create, api_key_revoke
 from portal.choices import ApiKeyScope, Role
 from portal.errors import DomainError
@@ -51,6 +53,16 @@ class UserAdmin(AuditedAdminMixin, DjangoUserAdmin):
             readonly += ["is_superuser", "is_staff", "groups", "user_permissions"]
         return readonly
 
+    def user_change_password(self, request, id, form_url=""):
+        """Only admins set passwords (an operator could otherwise take a trader's account over);
+        every change is audited."""
+        if not request.user.has_role_at_least(Role.ADMIN):
+            raise PermissionDenied("Only admins set passwords.")
+        response = super().user_change_password(request, id, form_url)
+        if request.method == "POST" and response.status_code == 302:
+            audit_record(action="admin.password_change", actor=request.user, target=User.objects.get(pk=id))
+        return response
+
     def has_change_permission(self, request, obj=None):
         if obj is not None and obj.is_staff and not request.user.has_role_at_least(Role.ADMIN):
             return False  # operators cannot edit staff accounts (passwords included)
@@ -73,6 +85,8 @@ class ApiKeyAdminForm(forms.ModelForm):
         model = ApiKey
         fields = ["user", "name", "scopes", "allowed_ips", "expires_at"]
 
+    actor = None  # set by ApiKeyAdmin.get_form to the signed-in user
+
     def clean_allowed_ips(self):
         return [part.strip() for part in self.cleaned_data["allowed_ips"].split(",") if part.strip()]
 
@@ -82,6 +96,7 @@ class ApiKeyAdminForm(forms.ModelForm):
             return cleaned
         try:
             api_key_check_request(
+                actor=self.actor,
                 user=cleaned["user"],
                 scopes=cleaned["scopes"],
                 allowed_ips=cleaned["allowed_ips"],
@@ -126,6 +141,11 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        """The form checks who may issue which key, so it needs the signed-in user."""
+        form = super().get_form(request, obj, change=change, **kwargs)
+        return type(form.__name__, (form,), {"actor": request.user})
 
     def save_model(self, request, obj, form, change):
         if change:

@@ -75,9 +75,23 @@ def _validate_scopes(scopes: list[str], user: User) -> list[str]:
 
 
 def api_key_check_request(
-    *, user: User, scopes: list[str], allowed_ips: list[str], expires_at: datetime | None
+    *,
+    user: User,
+    scopes: list[str],
+    allowed_ips: list[str],
+    expires_at: datetime | None,
+    actor: User | ApiKey | None = None,
 ) -> tuple[list[str], list[str]]:
-    """Validate a key request; returns normalized (scopes, allowed_ips) or raises DomainError."""
+    """Validate a key request; returns normalized (scopes, allowed_ips) or raises DomainError.
+
+    A key acts as its user, so issuing one for somebody else is an operator's act, and for
+    staff an admin's (no take-over of a stronger account).
+    """
+    acting_user = actor.user if isinstance(actor, ApiKey) else actor
+    if isinstance(acting_user, User) and acting_user.pk != user.pk:
+        needed = Role.ADMIN if user.is_staff or user.has_role_at_least(Role.OPERATOR) else Role.OPERATOR
+        if not acting_user.has_role_at_least(needed):
+            raise DomainError("role_forbidden", f"Only the {needed} role may issue keys for this user.", status=403)
     if expires_at is not None and expires_at <= timezone.now():
         raise DomainError(
             "invalid_expiry",
@@ -100,7 +114,7 @@ def api_key_create(
 ) -> IssuedApiKey:
     """Issue a key for `user`; the returned raw key is the only time its secret exists in clear."""
     scopes, allowed_ips = api_key_check_request(
-        user=user, scopes=scopes, allowed_ips=allowed_ips or [], expires_at=expires_at
+        user=user, scopes=scopes, allowed_ips=allowed_ips or [], expires_at=expires_at, actor=actor
     )
     prefix = secrets.token_hex(_PREFIX_LENGTH // 2)
     raw_key = f"{KEY_PREFIX_MARK}{prefix}.{secrets.token_urlsafe(32)}"
@@ -139,7 +153,11 @@ def _ip_allowed(api_key: ApiKey, ip: str | None) -> bool:
 
 
 def _reject(api_key: ApiKey, code: str, message: str, status: int = 401) -> ApiKeyRejected:
-    audit_record(action="api_key.rejected", actor=api_key, target=api_key, after={"reason": code})
+    """The refusal to raise; audited once per key and reason per interval, so a leaked key
+    hammering the API cannot flood the audit chain."""
+    interval = settings.API_KEY_USE_AUDIT_INTERVAL_SECONDS
+    if cache.add(f"api-key-rejected:{api_key.pk}:{code}", 1, timeout=interval):
+        audit_record(action="api_key.rejected", actor=api_key, target=api_key, after={"reason": code})
     return ApiKeyRejected(code, message, status=status)
 
 
@@ -191,10 +209,12 @@ def _key_with_user(prefix: str) -> ApiKey | None:
     return api_key
 
 
-def api_key_cache_forget(*, user_id: int | None = None, prefix: str | None = None) -> None:
-    """Drop cached key records: one key's (`prefix`), or all keys of a user (`user_id`)."""
+def api_key_cache_forget(*, user_id: int | None = None, prefix: str | None = None, every: bool = False) -> None:
+    """Drop cached key records: one key's (`prefix`), all keys of a user (`user_id`), or all."""
     prefixes = [prefix] if prefix else []
-    if user_id is not None:
+    if every:
+        prefixes += ApiKey.objects.values_list("prefix", flat=True)
+    elif user_id is not None:
         prefixes += ApiKey.objects.filter(user_id=user_id).values_list("prefix", flat=True)
     if prefixes:
         cache.delete_many([_record_cache_key(each) for each in prefixes])

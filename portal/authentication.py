@@ -7,6 +7,7 @@ from io import BytesIO
 
 from django.conf import settings
 from django.contrib.auth import authenticate, login
+from django.core.cache import cache
 from django.db import transaction
 from django.http import HttpRequest
 from django_otp import login as otp_login
@@ -37,6 +38,13 @@ def _failure_usage(request: HttpRequest, username: str, *, increment: bool) -> l
     return usages
 
 
+# One message for every failure: it must not tell a guesser that the password was right.
+INVALID_CREDENTIALS_MESSAGE = (
+    "Username, password or authentication code is not correct. "
+    "If two-factor authentication is on, enter the 6-digit code from your app."
+)
+
+
 def _locked_for(usages: list[dict], *, at_limit_counts: bool) -> int | None:
     """Seconds until the lock lifts, or None when not locked."""
     for usage in usages:
@@ -58,7 +66,21 @@ def confirmed_totp_device(user: User) -> TOTPDevice | None:
 
 
 def login_attempt(*, request: HttpRequest, username: str, password: str, otp_token: str = "") -> User:
-    """Sign `username` in, or refuse with a reason code; failures count towards a lock-out."""
+    """Sign `username` in, or refuse with a reason code; failures count towards a lock-out.
+
+    Attempts for one username run one at a time, so parallel guesses cannot all slip in
+    before the first failure is counted.
+    """
+    busy_key = f"login-busy:{username.lower()}"
+    if not cache.add(busy_key, 1, timeout=30):
+        raise LoginRefused("login_busy", "Another sign-in for this account is in progress; try again.", status=429)
+    try:
+        return _login_attempt(request=request, username=username, password=password, otp_token=otp_token)
+    finally:
+        cache.delete(busy_key)
+
+
+def _login_attempt(*, request: HttpRequest, username: str, password: str, otp_token: str) -> User:
     locked = _locked_for(_failure_usage(request, username, increment=False), at_limit_counts=True)
     if locked is not None:
         audit_record(action="auth.login_locked", actor="anonymous", target=Target(type="portal.user", label=username))
@@ -67,21 +89,14 @@ def login_attempt(*, request: HttpRequest, username: str, password: str, otp_tok
     device = confirmed_totp_device(user) if user is not None else None
     if user is not None and device is not None and not device.verify_token(otp_token.strip()):
         audit_record(action="auth.otp_failed", actor=user, target=user)
-        code, message = (
-            ("otp_required", "Enter the 6-digit code from your authenticator app.")
-            if not otp_token.strip()
-            else ("otp_invalid", "The authentication code is not valid.")
-        )
         user = None
-    else:
-        code, message = "invalid_credentials", "Username or password is not correct."
     if user is None:
         usages = _failure_usage(request, username, increment=True)
         locked = _locked_for(usages, at_limit_counts=True)
         if locked is not None:
             audit_record(action="auth.locked_out", actor="anonymous", target=Target(type="portal.user", label=username))
             raise LoginRefused("login_locked", _lock_message(locked), status=429)
-        raise LoginRefused(code, message)
+        raise LoginRefused("invalid_credentials", INVALID_CREDENTIALS_MESSAGE)
     login(request, user)
     if device is not None:
         otp_login(request, device)
@@ -91,6 +106,10 @@ def login_attempt(*, request: HttpRequest, username: str, password: str, otp_tok
 @transaction.atomic
 def totp_setup_begin(*, user: User) -> TOTPDevice:
     """A fresh, unconfirmed TOTP device for `user` (replacing an earlier unconfirmed one)."""
+    if confirmed_totp_device(user) is not None:
+        raise DomainError(
+            "otp_already_enabled", "Two-factor authentication is already on; turn it off first.", status=409
+        )
     TOTPDevice.objects.filter(user=user, confirmed=False).delete()
     return TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=False)
 

@@ -1,7 +1,9 @@
 """Audit of logins, logouts and failed logins, whichever path they take; and dropping
 cached API key records whenever what they hold changes."""
 
+from django.contrib.auth.models import Group
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
+from django.db import transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.dispatch import receiver
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -30,15 +32,22 @@ def _audit_login_failed(sender, credentials, request=None, **kwargs):
     )
 
 
+def _forget(**which) -> None:
+    """Drop now, and again after commit: a request that read the old row before the commit
+    must not leave it cached."""
+    api_key_cache_forget(**which)
+    transaction.on_commit(lambda: api_key_cache_forget(**which))
+
+
 @receiver([post_save, post_delete], sender=ApiKey)
 def _forget_cached_key(sender, instance, **kwargs):
-    api_key_cache_forget(prefix=instance.prefix)
+    _forget(prefix=instance.prefix)
 
 
 @receiver([post_save, post_delete], sender=User)
 @receiver([post_save, post_delete], sender=TOTPDevice)
 def _forget_cached_keys_of_user(sender, instance, **kwargs):
-    api_key_cache_forget(user_id=instance.pk if sender is User else instance.user_id)
+    _forget(user_id=instance.pk if sender is User else instance.user_id)
 
 
 @receiver(m2m_changed, sender=User.groups.through)
@@ -46,7 +55,14 @@ def _forget_cached_keys_after_role_change(sender, instance, action, pk_set, **kw
     if not action.startswith("post_"):
         return
     if isinstance(instance, User):
-        api_key_cache_forget(user_id=instance.pk)
-    else:  # a group's members changed
-        for user_id in pk_set or ():
-            api_key_cache_forget(user_id=user_id)
+        _forget(user_id=instance.pk)
+    elif pk_set is None:  # a group cleared of all its members
+        _forget(every=True)
+    else:  # some of a group's members changed
+        for user_id in pk_set:
+            _forget(user_id=user_id)
+
+
+@receiver([post_save, post_delete], sender=Group)
+def _forget_cached_keys_after_group_change(sender, instance, **kwargs):
+    _forget(every=True)

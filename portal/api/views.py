@@ -36,6 +36,8 @@ class TradeportApiMixin(APIView):
     """
 
     _idempotency_record = None
+    #: Response fields never stored for replay (a replay answers them as null).
+    idempotency_secret_fields: tuple[str, ...] = ()
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
@@ -80,6 +82,8 @@ class TradeportApiMixin(APIView):
         if self._idempotency_record is not None:
             record, self._idempotency_record = self._idempotency_record, None
             body = json.loads(json.dumps(response.data, cls=DjangoJSONEncoder)) if response.data is not None else None
+            if isinstance(body, dict):
+                body.update({field: None for field in self.idempotency_secret_fields if field in body})
             headers = {name: value for name, value in response.items() if name == "Location"}
             if getattr(response, "content_type", None):
                 headers["Content-Type"] = response.content_type  # set explicitly, e.g. problem+json

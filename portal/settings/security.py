@@ -6,7 +6,6 @@ from .base import DEBUG, env
 
 # https://docs.djangoproject.com/en/5.2/howto/deployment/checklist/
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
@@ -72,8 +71,11 @@ OTP_TOTP_ISSUER = "Tradeport"
 if DEBUG:
     CONTENT_SECURITY_POLICY["DIRECTIVES"]["script-src"].append("'unsafe-eval'")
 
-#: Take the client address from X-Forwarded-For (only behind a proxy that sets it).
+#: Behind a trusted proxy: take the client address from X-Forwarded-For and the scheme
+#: from X-Forwarded-Proto (never without one: a client could claim either).
 TRUST_X_FORWARDED_FOR = env.bool("TRUST_X_FORWARDED_FOR", default=False)
+if TRUST_X_FORWARDED_FOR:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 #: Networks that may read /health details and /metrics without signing in (probes, Prometheus).
 INTERNAL_NETWORKS = env.list(

@@ -50,6 +50,14 @@ def test_revoked_key_is_401_revoked_and_audited(trader, make_api_key):
     assert AuditEvent.objects.filter(action="api_key.rejected", after__reason="api_key_revoked").exists()
 
 
+def test_a_rejected_key_hammering_the_api_is_audited_once_per_interval(trader, make_api_key):
+    raw_key, api_key = make_api_key(trader)
+    api_key_revoke(api_key=api_key, actor=trader)
+    for _ in range(5):
+        assert_problem(APIClient().get("/api/v1/me", HTTP_X_API_KEY=raw_key), 401, "api_key_revoked")
+    assert AuditEvent.objects.filter(action="api_key.rejected", target_id=str(api_key.pk)).count() == 1
+
+
 def test_expired_key_is_401_expired(trader, make_api_key):
     raw_key, api_key = make_api_key(trader, expires_at=timezone.now() + timedelta(minutes=1))
     ApiKey.objects.filter(pk=api_key.pk).update(expires_at=timezone.now() - timedelta(seconds=1))

@@ -189,6 +189,16 @@ def test_health_reports_versions_uptime_and_every_component_with_latency(client)
     assert components["database"]["version"].startswith(("SQLite", "PostgreSQL"))
 
 
+def test_readyz_names_hosts_and_errors_only_to_the_inside(client, users):
+    outside = client.get("/readyz", REMOTE_ADDR=EXTERNAL_ADDRESS).json()
+    assert all("detail" not in check for check in outside["checks"].values())
+    inside = client.get("/readyz").json()
+    assert all("detail" in check for check in inside["checks"].values())
+    client.force_login(users[Role.OPERATOR])
+    operator_outside = client.get("/readyz", REMOTE_ADDR=EXTERNAL_ADDRESS).json()
+    assert all("detail" in check for check in operator_outside["checks"].values())
+
+
 def test_health_details_are_refused_outside_internal_networks_unless_signed_in_as_operator(client, users):
     refused = client.get("/health", REMOTE_ADDR=EXTERNAL_ADDRESS)
     assert refused.status_code == 403

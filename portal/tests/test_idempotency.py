@@ -28,7 +28,8 @@ def test_same_key_and_body_replays_the_first_response_and_writes_once(trader, ke
     first = _create(client, "k-1")
     second = _create(client, "k-1")
     assert first.status_code == second.status_code == 201
-    assert second.json() == first.json()
+    assert second.json() == {**first.json(), "key": None}, "a replay never carries the secret again"
+    assert first.json()["key"].startswith("tpk_")
     assert second["Idempotent-Replayed"] == "true"
     assert "Idempotent-Replayed" not in first
     assert ApiKey.objects.count() == keys_before + 1
@@ -149,3 +150,10 @@ def test_concurrent_duplicates_create_once_and_the_rest_get_409_or_the_replay(tr
             assert body["id"] == created_id
         if replayed:
             assert status == 201
+
+
+def test_the_stored_replay_never_holds_an_api_key_secret(trader, key_client):
+    created = _create(key_client(trader), "k-secret")
+    record = IdempotencyRecord.objects.get(key="k-secret")
+    assert created.json()["key"] not in str(record.response_body)
+    assert record.response_body["key"] is None

@@ -2,12 +2,14 @@
 
 import pytest
 from django.contrib.auth.hashers import make_password
+from django.core.cache import cache
 from django.test import override_settings
 from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from audit.models import AuditEvent
 from conftest import TEST_PASSWORD
+from portal.authentication import INVALID_CREDENTIALS_MESSAGE
 from portal.settings.base import PASSWORD_HASHERS
 
 pytestmark = pytest.mark.django_db
@@ -43,7 +45,7 @@ def test_trader_signs_in_sees_home_and_signs_out(client, trader):
 def test_wrong_password_shows_a_form_error_and_is_audited(client, trader):
     response = _login(client, "trader1", password="wrong")
     assert response.status_code == 200
-    assert b"Username or password is not correct." in response.content
+    assert INVALID_CREDENTIALS_MESSAGE.encode() in response.content
     failed = AuditEvent.objects.get(action="auth.login_failed")
     assert failed.target_label == "trader1" and failed.ip == "127.0.0.1"
 
@@ -85,9 +87,11 @@ def test_two_factor_setup_then_sign_in_needs_the_code(client, trader):
     client.post("/logout/")
 
     missing = _login(client, "trader1")
-    assert missing.status_code == 200 and b"6-digit code" in missing.content
+    assert missing.status_code == 200 and INVALID_CREDENTIALS_MESSAGE.encode() in missing.content
+    assert "_auth_user_id" not in client.session
     wrong = _login(client, "trader1", otp_token="123456" if _current_code(device) != "123456" else "654321")
-    assert b"not valid" in wrong.content
+    assert INVALID_CREDENTIALS_MESSAGE.encode() in wrong.content
+    assert "_auth_user_id" not in client.session
     device.refresh_from_db()
     device.throttling_failure_count = 0  # django-otp slows retries after failures
     device.throttling_failure_timestamp = None
@@ -132,3 +136,22 @@ def test_sending_the_api_key_form_twice_creates_one_key(client, trader):
     assert again.status_code == 302
     assert ApiKey.objects.filter(user=trader, name="once").count() == 1
     assert b"already sent" in client.get("/api-keys/").content
+
+
+def test_a_second_sign_in_for_the_same_account_waits_for_the_first(client, trader):
+    cache.add("login-busy:trader1", 1, timeout=30)  # another attempt for trader1 is being checked
+    busy = _login(client, "trader1")
+    assert busy.status_code == 429 and b"in progress" in busy.content
+    assert "_auth_user_id" not in client.session
+    cache.delete("login-busy:trader1")
+    assert _login(client, "trader1").status_code == 302
+
+
+def test_two_factor_setup_cannot_replace_an_active_device(client, trader):
+    client.force_login(trader)
+    client.post("/profile/", {"step": "totp-begin"})
+    device = TOTPDevice.objects.get(user=trader, confirmed=False)
+    client.post("/profile/", {"step": "totp-confirm", "token": _current_code(device)})
+    refused = client.post("/profile/", {"step": "totp-begin"})
+    assert refused.status_code == 200 and b"already on" in refused.content
+    assert list(TOTPDevice.objects.filter(user=trader).values_list("pk", "confirmed")) == [(device.pk, True)]

@@ -55,7 +55,7 @@ def login_view(request):
             )
         except LoginRefused as refused:
             form.add_error(None, refused.message)
-            status = 429 if refused.code == "login_locked" else 200
+            status = 429 if refused.status == 429 else 200  # a form error is a normal page
         else:
             return redirect(_safe_next(request, reverse("portal:home")))
     return render(request, "portal/login.html", {"form": form, "next": _safe_next(request, "")}, status=status)
@@ -63,6 +63,8 @@ def login_view(request):
 
 def admin_login_redirect(request, extra_context=None):
     """The admin signs in through the portal's login page (lock-out, two-factor)."""
+    if request.user.is_authenticated:
+        return HttpResponseForbidden("The admin site is for operators and admins.")
     target = request.GET.get("next") or reverse("admin:index")
     return redirect(f"{reverse('portal:login')}?{urlencode({'next': target})}")
 

@@ -77,7 +77,11 @@ class ApiKeyCreateSerializer(serializers.Serializer):
 
 
 class ApiKeyCreatedSerializer(ApiKeySerializer):
-    key = serializers.CharField(read_only=True, help_text="The secret key. Shown only in this response.")
+    key = serializers.CharField(
+        read_only=True,
+        allow_null=True,
+        help_text="The secret key, shown only in this response; null in an Idempotency-Key replay (never stored).",
+    )
 
     class Meta(ApiKeySerializer.Meta):
         fields = [*ApiKeySerializer.Meta.fields, "key"]

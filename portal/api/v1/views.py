@@ -64,6 +64,7 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet
     queryset = ApiKey.objects.none()  # for the schema generator; requests use get_queryset
     permission_classes = [IsAuthenticatedWithScope, IsOwnerOrOperator]
     lookup_value_regex = r"\d+"
+    idempotency_secret_fields = ("key",)
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):

@@ -11,6 +11,7 @@ import pytest
 from playwright.sync_api import expect
 
 from audit.models import AuditEvent
+from portal.authentication import INVALID_CREDENTIALS_MESSAGE
 from portal.models import ApiKey, User
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -113,7 +114,7 @@ def test_wrong_passwords_lock_the_account_even_against_the_right_one(make_user, 
     make_user(username="lou", role="trader")
 
     login(page, "lou", "not-the-password", expect_home=False)
-    expect(page.get_by_test_id("form-error")).to_have_text("Username or password is not correct.")
+    expect(page.get_by_test_id("form-error")).to_have_text(INVALID_CREDENTIALS_MESSAGE)
     assert page.url.startswith(f"{live_server.url}/login/")
 
     for _ in range(4):
