@@ -92,6 +92,12 @@ def api_key_check_request(
         needed = Role.ADMIN if user.is_staff or user.has_role_at_least(Role.OPERATOR) else Role.OPERATOR
         if not acting_user.has_role_at_least(needed):
             raise DomainError("role_forbidden", f"Only the {needed} role may issue keys for this user.", status=403)
+    if api_keys_active(user=user).count() >= settings.API_KEY_MAX_ACTIVE_PER_USER:
+        raise DomainError(
+            "api_key_limit",
+            f"A user holds at most {settings.API_KEY_MAX_ACTIVE_PER_USER} active API keys; revoke one first.",
+            status=409,
+        )
     if expires_at is not None and expires_at <= timezone.now():
         raise DomainError(
             "invalid_expiry",
@@ -113,6 +119,7 @@ def api_key_create(
     actor: User | ApiKey | None = None,
 ) -> IssuedApiKey:
     """Issue a key for `user`; the returned raw key is the only time its secret exists in clear."""
+    User.objects.select_for_update().filter(pk=user.pk).first()  # one issue at a time per user: the cap holds
     scopes, allowed_ips = api_key_check_request(
         user=user, scopes=scopes, allowed_ips=allowed_ips or [], expires_at=expires_at, actor=actor
     )
@@ -257,6 +264,11 @@ def api_key_revoke(*, api_key: ApiKey, actor: User | ApiKey | None) -> ApiKey:
 def api_key_list(*, user: User) -> QuerySet[ApiKey]:
     """The keys `user` may see: their own."""
     return ApiKey.objects.filter(user=user).select_related("user")
+
+
+def api_keys_active(*, user: User) -> QuerySet[ApiKey]:
+    """`user`'s keys that still authenticate: not revoked, not expired."""
+    return ApiKey.objects.filter(user=user, revoked_at__isnull=True).exclude(expires_at__lte=timezone.now())
 
 
 def api_key_get(*, user: User, key_id: int) -> ApiKey:

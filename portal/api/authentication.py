@@ -6,6 +6,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication
 
+from portal.api.ratelimit import api_key_failure_wait
 from portal.api_keys import ApiKeyRejected, api_key_authenticate
 from portal.net import client_ip
 
@@ -31,6 +32,13 @@ class ApiKeyAuthentication(BaseAuthentication):
         try:
             api_key = api_key_authenticate(raw_key=presented, ip=client_ip(request))
         except ApiKeyRejected as rejected:
+            wait = api_key_failure_wait(request._request)
+            if wait is not None:
+                raise exceptions.Throttled(
+                    wait=wait,
+                    detail="Too many rejected API keys from this address; wait before trying again.",
+                    code="api_key_failures",
+                ) from None
             if rejected.status == 403:
                 raise exceptions.PermissionDenied(rejected.message, code=rejected.code) from None
             raise exceptions.AuthenticationFailed(rejected.message, code=rejected.code) from None

@@ -56,6 +56,23 @@ class EndpointClassRateThrottle(BaseThrottle):
         return self.time_left
 
 
+def api_key_failure_wait(request) -> float | None:
+    """Count a rejected API key against the client address; the seconds to wait once the
+    address is over API_KEY_FAILURE_LIMIT_PER_IP, else None. Counted on failures only, so a
+    valid key costs nothing here."""
+    address = client_ip(request) or "unknown"
+    usage = get_usage(
+        request,
+        group="api:key-failures",
+        key=lambda group, _request: address,
+        rate=settings.API_KEY_FAILURE_LIMIT_PER_IP,
+        increment=True,
+    )
+    if usage is None or not usage["should_limit"]:
+        return None
+    return float(max(1, usage["time_left"]))
+
+
 def rate_limit_headers(usage: dict) -> dict[str, str]:
     return {
         "RateLimit-Limit": str(usage["limit"]),

@@ -50,6 +50,10 @@ API_RATE_LIMITS = {
     "anonymous": env.str("RATELIMIT_ANONYMOUS", default="120/m"),
 }
 RATELIMIT_USE_CACHE = "default"
+#: Rejected API keys per client address; past it the address gets 429 instead of 401/403.
+API_KEY_FAILURE_LIMIT_PER_IP = env.str("API_KEY_FAILURE_LIMIT_PER_IP", default="30/m")
+#: Rate limits count per key, so this bounds what one user can draw with many keys.
+API_KEY_MAX_ACTIVE_PER_USER = env.int("API_KEY_MAX_ACTIVE_PER_USER", default=20)
 
 #: How long an Idempotency-Key and its stored response are kept.
 IDEMPOTENCY_KEY_TTL_SECONDS = env.int("IDEMPOTENCY_KEY_TTL_SECONDS", default=24 * 3600)

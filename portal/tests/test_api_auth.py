@@ -50,6 +50,21 @@ def test_revoked_key_is_401_revoked_and_audited(trader, make_api_key):
     assert AuditEvent.objects.filter(action="api_key.rejected", after__reason="api_key_revoked").exists()
 
 
+def test_an_address_sending_many_bad_keys_is_slowed_down_while_valid_keys_still_work(trader, make_api_key, settings):
+    settings.API_KEY_FAILURE_LIMIT_PER_IP = "3/m"
+    guesser = APIClient(REMOTE_ADDR="203.0.113.7")
+    for attempt in range(3):
+        assert_problem(guesser.get("/api/v1/me", HTTP_X_API_KEY=f"tpk_{attempt:012d}.guess"), 401, "api_key_invalid")
+    response = guesser.get("/api/v1/me", HTTP_X_API_KEY="tpk_000000000009.guess")
+    slowed = assert_problem(response, 429, "api_key_failures")
+    assert int(response["Retry-After"]) >= 1
+    assert "wait" in slowed["detail"]
+    raw_key, _ = make_api_key(trader)
+    assert guesser.get("/api/v1/me", HTTP_X_API_KEY=raw_key).status_code == 200
+    other_address = APIClient(REMOTE_ADDR="203.0.113.8")
+    assert_problem(other_address.get("/api/v1/me", HTTP_X_API_KEY="tpk_000000000009.guess"), 401, "api_key_invalid")
+
+
 def test_a_rejected_key_hammering_the_api_is_audited_once_per_interval(trader, make_api_key):
     raw_key, api_key = make_api_key(trader)
     api_key_revoke(api_key=api_key, actor=trader)

@@ -83,3 +83,15 @@ def test_me_representation_matches_its_documented_serializer(trader, key_client)
     assert set(body) == set(MeSerializer().fields)
     assert set(body["api_key"]) == set(MeSerializer().fields["api_key"].fields)
     assert body["date_joined"].endswith("Z")
+
+
+def test_a_user_holds_a_bounded_number_of_active_keys(trader, key_client, settings):
+    settings.API_KEY_MAX_ACTIVE_PER_USER = 2
+    client = key_client(trader)  # the first active key
+    second = client.post("/api/v1/api-keys", data={"name": "second", "scopes": ["read"]}, format="json")
+    assert second.status_code == 201
+    third = client.post("/api/v1/api-keys", data={"name": "third", "scopes": ["read"]}, format="json")
+    assert_problem(third, 409, "api_key_limit")
+    assert client.delete(f"/api/v1/api-keys/{second.json()['id']}").status_code == 204
+    again = client.post("/api/v1/api-keys", data={"name": "third", "scopes": ["read"]}, format="json")
+    assert again.status_code == 201

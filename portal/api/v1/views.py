@@ -82,6 +82,11 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet
         responses={
             201: ApiKeyCreatedSerializer,
             **PROBLEM_RESPONSES,
+            409: problem(
+                "The user holds the most active keys allowed, or this Idempotency-Key is in progress",
+                "api_key_limit",
+                409,
+            ),
             422: problem("Idempotency-Key reused with another body"),
         },
         examples=[
