@@ -208,7 +208,9 @@ def _key_with_user(prefix: str) -> ApiKey | None:
     api_key = cache.get(_record_cache_key(prefix))
     if api_key is not None:
         return api_key
-    api_key = ApiKey.objects.select_related("user").filter(prefix=prefix).first()
+    # The password hash stays out of the shared cache; a deferred field is also left alone
+    # if the cached user is ever saved.
+    api_key = ApiKey.objects.select_related("user").defer("user__password").filter(prefix=prefix).first()
     if api_key is None:
         return None
     _ = api_key.user.role, api_key.user.two_factor_enabled  # computed once, cached with the record

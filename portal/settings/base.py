@@ -144,6 +144,11 @@ else:
             "KEY_PREFIX": "tradeport",
         }
     }
+    # django-ratelimit's counters: the same Redis, one round trip per count (portal/cache.py).
+    CACHES["ratelimit"] = {**CACHES["default"], "BACKEND": "portal.cache.RateCounterCache"}
+    # W001 names any backend outside django-ratelimit's list; RateCounterCache is its
+    # supported django_redis RedisCache with add + incr fused.
+    SILENCED_SYSTEM_CHECKS = ["django_ratelimit.W001"]
 
 AUTH_USER_MODEL = "portal.User"
 LOGIN_URL = "portal:login"

@@ -1,6 +1,6 @@
 """Django REST framework, drf-spectacular and API rate limits."""
 
-from .base import env
+from .base import CACHES, env
 
 # https://www.django-rest-framework.org/api-guide/settings/
 REST_FRAMEWORK = {
@@ -49,7 +49,7 @@ API_RATE_LIMITS = {
     "trade": env.str("RATELIMIT_TRADE", default="300/m"),
     "anonymous": env.str("RATELIMIT_ANONYMOUS", default="120/m"),
 }
-RATELIMIT_USE_CACHE = "default"
+RATELIMIT_USE_CACHE = "ratelimit" if "ratelimit" in CACHES else "default"
 #: Rejected API keys per client address; past it the address gets 429 instead of 401/403.
 API_KEY_FAILURE_LIMIT_PER_IP = env.str("API_KEY_FAILURE_LIMIT_PER_IP", default="30/m")
 #: Rate limits count per key, so this bounds what one user can draw with many keys.
