@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import pickle
 import secrets
 import time
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from audit.services import audit_record
 from portal.choices import ApiKeyScope, Role
 from portal.errors import DomainError, NotFoundError
 from portal.models import ApiKey, User
+from portal.tracked_cache import TrackedLocalCache
 
 KEY_PREFIX_MARK = "tpk_"
 _PREFIX_LENGTH = 12
@@ -199,23 +201,49 @@ def _record_cache_key(prefix: str) -> str:
 
 
 def _key_with_user(prefix: str) -> ApiKey | None:
-    """The key with its user, role and two-factor flag: from the shared cache, else the database.
+    """The key with its user, role and two-factor flag: from this process's copy, else the
+    shared cache, else the database.
 
-    The cached record is dropped whenever the key, its user, the user's groups or devices
-    change (portal.signals), so revocation and role changes take effect at once in every
-    process; API_KEY_CACHE_SECONDS only bounds how long an unused record lingers.
+    The shared record is dropped whenever the key, its user, the user's groups or devices
+    change (portal.signals), and Redis then tells every process to drop its copy
+    (portal.tracked_cache), so revocation and role changes take effect at once everywhere;
+    API_KEY_CACHE_SECONDS only bounds how long an unused record lingers.
     """
-    api_key = cache.get(_record_cache_key(prefix))
-    if api_key is not None:
-        return api_key
-    # The password hash stays out of the shared cache; a deferred field is also left alone
-    # if the cached user is ever saved.
-    api_key = ApiKey.objects.select_related("user").defer("user__password").filter(prefix=prefix).first()
+    record_key = _record_cache_key(prefix)
+    local = _local_copies()
+    if local is not None:
+        copy = local.get(cache.make_key(record_key))
+        if copy is not None:
+            return pickle.loads(copy)  # noqa: S301 - bytes this process pickled itself; a fresh object per request
+        generation = local.current_generation()
+    api_key = cache.get(record_key)
     if api_key is None:
-        return None
-    _ = api_key.user.role, api_key.user.two_factor_enabled  # computed once, cached with the record
-    cache.set(_record_cache_key(prefix), api_key, timeout=settings.API_KEY_CACHE_SECONDS)
+        # The password hash stays out of the caches; a deferred field is also left alone
+        # if the cached user is ever saved.
+        api_key = ApiKey.objects.select_related("user").defer("user__password").filter(prefix=prefix).first()
+        if api_key is None:
+            return None
+        _ = api_key.user.role, api_key.user.two_factor_enabled  # computed once, cached with the record
+        cache.set(record_key, api_key, timeout=settings.API_KEY_CACHE_SECONDS)
+    if local is not None:
+        local.remember(cache.make_key(record_key), pickle.dumps(api_key), generation)
     return api_key
+
+
+_tracked_copies: TrackedLocalCache | None = None
+
+
+def _local_copies() -> TrackedLocalCache | None:
+    """The process-local record copies when the shared cache is Redis (else the shared cache
+    is already in process) and API_KEY_LOCAL_COPIES is on."""
+    global _tracked_copies
+    if not (settings.REDIS_URL and settings.API_KEY_LOCAL_COPIES):
+        return None
+    if _tracked_copies is None:
+        _tracked_copies = TrackedLocalCache(
+            settings.REDIS_URL, cache.make_key(_record_cache_key("")), max_age=settings.API_KEY_CACHE_SECONDS
+        )
+    return _tracked_copies
 
 
 def api_key_cache_forget(*, user_id: int | None = None, prefix: str | None = None, every: bool = False) -> None:
@@ -226,7 +254,11 @@ def api_key_cache_forget(*, user_id: int | None = None, prefix: str | None = Non
     elif user_id is not None:
         prefixes += ApiKey.objects.filter(user_id=user_id).values_list("prefix", flat=True)
     if prefixes:
-        cache.delete_many([_record_cache_key(each) for each in prefixes])
+        record_keys = [_record_cache_key(each) for each in prefixes]
+        cache.delete_many(record_keys)  # Redis then tells the other processes to drop their copies
+        local = _local_copies()
+        if local is not None:
+            local.forget([cache.make_key(each) for each in record_keys])
 
 
 #: (key id, prefix) → monotonic time this process last noted the key's use; spares the

@@ -61,5 +61,8 @@ IDEMPOTENCY_KEY_TTL_SECONDS = env.int("IDEMPOTENCY_KEY_TTL_SECONDS", default=24 
 IDEMPOTENCY_LOCK_SECONDS = env.int("IDEMPOTENCY_LOCK_SECONDS", default=120)
 #: Upper bound on how long a cached API key record lives (changes drop it at once).
 API_KEY_CACHE_SECONDS = env.int("API_KEY_CACHE_SECONDS", default=300)
+#: Keep API key records in each process too, dropped the moment Redis reports a change
+#: (portal/tracked_cache.py); saves a Redis round trip per API call.
+API_KEY_LOCAL_COPIES = env.bool("API_KEY_LOCAL_COPIES", default=True)
 #: API key reads are audited at most once per key per this many seconds (writes always are).
 API_KEY_USE_AUDIT_INTERVAL_SECONDS = env.int("API_KEY_USE_AUDIT_INTERVAL_SECONDS", default=60)
