@@ -8,6 +8,8 @@ from django.core.cache import caches
 from django.test import RequestFactory
 from django_ratelimit.core import get_usage
 
+from portal.cache import RateCounterCache, counts_leased
+
 needs_redis = pytest.mark.skipif(not settings.REDIS_URL, reason="needs Redis (REDIS_URL); CI runs on it")
 pytestmark = [needs_redis]
 
@@ -64,3 +66,32 @@ def test_a_counter_lost_mid_window_starts_again_instead_of_refusing_everyone():
     caches["ratelimit"].clear()  # Redis restarted or evicted the key
     again = _usage(increment=True, key="lost")
     assert again["count"] == 1 and again["should_limit"] is False
+
+
+def _ratelimit_params() -> dict:
+    config = settings.CACHES["ratelimit"]
+    return {key: value for key, value in config.items() if key not in ("BACKEND", "LOCATION")}
+
+
+def test_leased_counts_take_one_round_trip_per_block_and_stay_consecutive(redis_commands):
+    with counts_leased(4):
+        counts = [_usage(increment=True, rate="1000/m", key="leased")["count"] for _ in range(8)]
+    assert counts == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert len(redis_commands) == 2
+
+
+def test_processes_leasing_counts_never_admit_more_than_the_limit_together():
+    first, second = (
+        RateCounterCache(settings.REDIS_URL, _ratelimit_params()),
+        RateCounterCache(settings.REDIS_URL, _ratelimit_params()),
+    )
+    admitted, handed_out = 0, []
+    for turn in range(40):  # the caller's requests land on both processes in turn
+        process = first if turn % 2 == 0 else second
+        process.add("counter", 1, 65)
+        with counts_leased(4):
+            count = process.incr("counter")
+        handed_out.append(count)
+        admitted += count <= 10
+    assert len(set(handed_out)) == len(handed_out), "a count is never handed out twice"
+    assert 10 - 4 < admitted <= 10, "at most the limit, minus less than a block per other process"
