@@ -599,7 +599,7 @@ def _ablations(key: str):
     blob = pickle.dumps(record)
 
     variants = {
-        "no rate-limit throttle (1 Redis command)": [
+        "no rate-limit throttle (a Redis round trip per leased block of counts)": [
             (EndpointClassRateThrottle, "allow_request", lambda self, request, view: True)
         ],
         "key record from a constant, without the local-copy check": [
