@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 import pytest
+import redis
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
@@ -92,3 +93,17 @@ def key_client(make_api_key):
         return client
 
     return make
+
+
+@pytest.fixture
+def redis_commands(monkeypatch) -> list[str]:
+    """The names of the Redis commands sent while the test runs (through redis-py)."""
+    sent: list[str] = []
+    original = redis.Redis.execute_command
+
+    def counting(self, *args, **options):
+        sent.append(str(args[0]))
+        return original(self, *args, **options)
+
+    monkeypatch.setattr(redis.Redis, "execute_command", counting)
+    return sent

@@ -2,7 +2,6 @@
 readable without counting, and never failing closed when a counter is lost."""
 
 import pytest
-import redis
 from django.conf import settings
 from django.core.cache import caches
 from django.test import RequestFactory
@@ -18,19 +17,6 @@ def _usage(*, increment: bool, rate: str = "5/m", key: str = "caller-1"):
     return get_usage(
         RequestFactory().get("/"), group="counter-test", key=lambda group, request: key, rate=rate, increment=increment
     )
-
-
-@pytest.fixture
-def redis_commands(monkeypatch):
-    sent: list[str] = []
-    original = redis.Redis.execute_command
-
-    def counting(self, *args, **options):
-        sent.append(str(args[0]))
-        return original(self, *args, **options)
-
-    monkeypatch.setattr(redis.Redis, "execute_command", counting)
-    return sent
 
 
 def test_rate_limits_count_in_the_fused_counter_cache():

@@ -30,19 +30,6 @@ def other_process():
 
 
 @pytest.fixture
-def redis_commands(monkeypatch):
-    sent: list[str] = []
-    original = redis.Redis.execute_command
-
-    def counting(self, *args, **options):
-        sent.append(str(args[0]))
-        return original(self, *args, **options)
-
-    monkeypatch.setattr(redis.Redis, "execute_command", counting)
-    return sent
-
-
-@pytest.fixture
 def tracked():
     local = TrackedLocalCache(settings.REDIS_URL, PREFIX, max_age=60)
     local.current_generation()  # connects and subscribes
