@@ -212,7 +212,8 @@ def _key_with_user(prefix: str) -> ApiKey | None:
     record_key = _record_cache_key(prefix)
     local = _local_copies()
     if local is not None:
-        copy = local.get(cache.make_key(record_key))
+        local_key = cache.make_key(record_key)
+        copy = local.get(local_key)
         if copy is not None:
             return pickle.loads(copy)  # noqa: S301 - bytes this process pickled itself; a fresh object per request
         generation = local.current_generation()
@@ -226,7 +227,7 @@ def _key_with_user(prefix: str) -> ApiKey | None:
         _ = api_key.user.role, api_key.user.two_factor_enabled  # computed once, cached with the record
         cache.set(record_key, api_key, timeout=settings.API_KEY_CACHE_SECONDS)
     if local is not None:
-        local.remember(cache.make_key(record_key), pickle.dumps(api_key), generation)
+        local.remember(local_key, pickle.dumps(api_key), generation)
     return api_key
 
 

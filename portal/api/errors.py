@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
 from portal.errors import DomainError
+from portal.middleware import is_api_path
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "urn:tradeport:problem:"
@@ -127,16 +128,12 @@ def problem_exception_handler(exc: Exception, context: dict) -> Response:
     return response
 
 
-def _is_api(request: HttpRequest) -> bool:
-    return request.path.startswith("/api/")
-
-
 def django_error_view(status: int):
     """Django handler400/403/404/500: problem JSON on /api/, the portal's error page elsewhere."""
     from django.shortcuts import render
 
     def view(request: HttpRequest, exception: Exception | None = None):
-        if _is_api(request):
+        if is_api_path(request.path):
             return problem_response(status=status, request=request)
         return render(
             request, "portal/error.html", {"status": status, "title": HTTPStatus(status).phrase}, status=status

@@ -6,6 +6,8 @@ methods count as "read" and the rest as "write". Counters live in the shared cac
 
 from __future__ import annotations
 
+import functools
+
 from django.conf import settings
 from django_ratelimit.core import _split_rate, get_usage
 from rest_framework.permissions import SAFE_METHODS
@@ -25,6 +27,7 @@ def rate_limit_class_of(request, view) -> str:
     return "read" if request.method in SAFE_METHODS else "write"
 
 
+@functools.cache  # a handful of configured rates, read on every API call
 def _lease_size(rate: str) -> int:
     """Counts a process may reserve at once for `rate` (portal/cache.py): 1 % of the limit, at
     most 32, so a busy caller costs one Redis round trip per block instead of per request,
