@@ -121,6 +121,43 @@ class Target:
     label: str = ""
 
 
+@dataclass(frozen=True)
+class AuditSpec:
+    """One event to record with `audit_record_many` (the arguments of `audit_record`)."""
+
+    action: str
+    actor: Any = None
+    target: models.Model | Target | None = None
+    before: dict | None = None
+    after: dict | None = None
+
+
+def _event_fields(spec: AuditSpec) -> dict[str, Any]:
+    context = audit_context_get()
+    target = spec.target
+    if isinstance(target, models.Model):
+        target_fields = {
+            "target_type": target._meta.label_lower,
+            "target_id": str(target.pk),
+            "target_label": str(target)[:255],
+        }
+    elif isinstance(target, Target):
+        target_fields = {"target_type": target.type, "target_id": target.id, "target_label": target.label[:255]}
+    else:
+        target_fields = {}
+    return {
+        **_actor_fields(spec.actor),
+        **target_fields,
+        "action": spec.action,
+        "before": _normalize_json(spec.before),
+        "after": _normalize_json(spec.after),
+        "ip": _normalize_ip(context.ip),
+        # A client can send NUL in a header; PostgreSQL refuses NUL in text and the request would fail.
+        "user_agent": (context.user_agent or "").replace("\x00", "")[:512],
+        "request_id": context.request_id[:128],
+    }
+
+
 def audit_record(
     *,
     action: str,
@@ -135,43 +172,33 @@ def audit_record(
     current request / job acts for". Call it last in a transaction: the chain lock is held
     from here until commit.
     """
-    context = audit_context_get()
-    if isinstance(target, models.Model):
-        target_fields = {
-            "target_type": target._meta.label_lower,
-            "target_id": str(target.pk),
-            "target_label": str(target)[:255],
-        }
-    elif isinstance(target, Target):
-        target_fields = {"target_type": target.type, "target_id": target.id, "target_label": target.label[:255]}
-    else:
-        target_fields = {}
-    fields = {
-        **_actor_fields(actor),
-        **target_fields,
-        "action": action,
-        "before": _normalize_json(before),
-        "after": _normalize_json(after),
-        "ip": _normalize_ip(context.ip),
-        # A client can send NUL in a header; PostgreSQL refuses NUL in text and the request would fail.
-        "user_agent": (context.user_agent or "").replace("\x00", "")[:512],
-        "request_id": context.request_id[:128],
-    }
+    return audit_record_many([AuditSpec(action=action, actor=actor, target=target, before=before, after=after)])[0]
+
+
+def audit_record_many(specs: list[AuditSpec]) -> list[AuditEvent]:
+    """Append several events in order with one chain lock, one read and one INSERT (the engine
+    records an order, its fills and the orders it completed together)."""
+    if not specs:
+        return []
+    field_sets = [_event_fields(spec) for spec in specs]
     for attempt in range(_INSERT_ATTEMPTS):
         try:
             with transaction.atomic():
                 _lock_chain()
                 last = AuditEvent.objects.order_by("-seq").values_list("seq", "hash").first()
-                seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
-                event = AuditEvent(
-                    seq=seq,
-                    prev_hash=prev_hash,
-                    occurred_at=timezone.now(),
-                    **fields,
-                )
-                event.hash = audit_event_hash(event)
-                event.save()
-                return event
+                seq, prev_hash = (last[0], last[1]) if last else (0, GENESIS_HASH)
+                now = timezone.now()
+                events = []
+                for fields in field_sets:
+                    seq += 1
+                    event = AuditEvent(seq=seq, prev_hash=prev_hash, occurred_at=now, **fields)
+                    event.hash = prev_hash = audit_event_hash(event)
+                    events.append(event)
+                if len(events) == 1:
+                    events[0].save()
+                else:
+                    AuditEvent.objects.bulk_create(events)
+                return events
         except IntegrityError:
             # Another writer took this seq (only possible without the chain lock); retry on top of it.
             if attempt == _INSERT_ATTEMPTS - 1:

@@ -12,11 +12,21 @@ class DomainError(Exception):
 
     status: int = 422
 
-    def __init__(self, code: str, message: str, *, status: int | None = None, errors: dict | None = None):
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        status: int | None = None,
+        errors: dict | None = None,
+        extra: dict | None = None,
+    ):
         super().__init__(message)
         self.code = code
         self.message = message
         self.errors = errors
+        #: Extension members of the problem JSON (e.g. the rejected order's id, a current status).
+        self.extra = extra or {}
         if status is not None:
             self.status = status
 

@@ -91,7 +91,9 @@ def problem_exception_handler(exc: Exception, context: dict) -> Response:
     request = context.get("request")
     headers: dict[str, str] = {}
     errors = None
+    extra: dict = {}
     if isinstance(exc, DomainError):
+        extra = exc.extra
         status, code, detail, errors = exc.status, exc.code, exc.message, exc.errors
     elif isinstance(exc, Http404):
         status, code, detail = 404, "not_found", "No such resource."
@@ -123,7 +125,7 @@ def problem_exception_handler(exc: Exception, context: dict) -> Response:
             "An unexpected error occurred; quote the trace_id when reporting it.",
         )
     set_rollback()
-    body = problem_body(status=status, code=code, detail=detail, errors=errors, request=request)
+    body = {**extra, **problem_body(status=status, code=code, detail=detail, errors=errors, request=request)}
     response = Response(body, status=status, headers=headers, content_type=PROBLEM_CONTENT_TYPE)
     return response
 

@@ -194,3 +194,11 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 #: Embedded mode runs the beat schedule (and later the simulator) inside the ASGI process.
 EMBEDDED_BACKGROUND = env.bool("EMBEDDED_BACKGROUND", default=True)
+
+# Trading engine (trading, riskmgmt).
+#: Price band (%) around the reference price where no risk limit sets one: limit prices beyond
+#: it are refused (PRICE_BAND) and market orders never execute beyond it.
+TRADING_DEFAULT_PRICE_BAND_PCT = env.float("TRADING_DEFAULT_PRICE_BAND_PCT", default=10.0)
+#: How often a transaction that lost a deadlock or serialization race is retried before the
+#: client sees an error.
+TRADING_TRANSACTION_ATTEMPTS = env.int("TRADING_TRANSACTION_ATTEMPTS", default=8)

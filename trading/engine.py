@@ -1,0 +1,656 @@
+"""The matching engine: one `MatchingSession` per instrument per transaction.
+
+A session holds the instrument's lock (a `SELECT … FOR NO KEY UPDATE` of its row, taken
+inside the caller's transaction, so matching on one instrument is serialized across every
+process while other instruments match in parallel). It reads resting orders from the book
+index page by page, keeps every order it touched in an identity map, and writes everything
+at `flush()`: trades, changed orders, balances and ledger entries (in one global lock order,
+see `trading.ledger`), positions, the instrument's last price and sequence, the audit events,
+and the events to publish after commit.
+
+Rules (DESIGN §5): price-time priority; trades at the resting order's price; fees in the
+quote asset (maker rate for the resting order, taker rate for the aggressor, never above the
+taker rate in force when an order was placed); self-trade prevention per the taker's mode;
+FOK fills entirely or not at all; market orders never execute beyond the price band and
+expire what they cannot fill; stop orders trigger on the last trade price.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import Q
+from django.utils import timezone
+
+from audit.services import AuditSpec, audit_record_many
+from marketdata.models import Instrument
+from portal.decimals import ceil_amount, ceil_to, floor_amount, floor_to
+from trading.choices import (
+    MARKET_TYPES,
+    OPEN_STATUSES,
+    AccountKind,
+    LedgerKind,
+    OrderStatus,
+    OrderType,
+    SelfTradePrevention,
+    Side,
+    TimeInForce,
+)
+from trading.events import TradingEvent, balance_event, order_event, publish_after_commit, trade_event
+from trading.ledger import BalanceChange, LedgerBatch
+from trading.models import Order, Position, Trade, TradingAccount
+from trading.positions import PositionState, position_after_fill
+
+BOOK_PAGE_SIZE = 50
+#: Stop orders triggering stop orders: a bound on the cascade within one transaction.
+MAX_TRIGGER_ROUNDS = 100
+ENGINE_ACTOR = "engine"
+
+_ORDER_UPDATE_FIELDS = [
+    "status",
+    "executed_qty",
+    "executed_quote",
+    "fees_paid",
+    "locked_amount",
+    "is_working",
+    "priority",
+    "expire_reason",
+    "updated_at",
+    "done_at",
+]
+
+
+def opposite(side: str) -> str:
+    return Side.SELL if side == Side.BUY else Side.BUY
+
+
+def lock_asset_id(order: Order, instrument: Instrument) -> int:
+    """Buys lock the quote asset, sells the base asset."""
+    return instrument.quote_id if order.side == Side.BUY else instrument.base_id
+
+
+def lock_required(order: Order, instrument: Instrument) -> Decimal:
+    """What `order` must hold locked for what it may still spend, fees included.
+
+    A buy by base quantity holds lock_price × remaining × (1 + max fee rate), rounded up to
+    the storage unit; a buy by quote amount holds the amount plus its maximum fee; a sell
+    holds its remaining base quantity (by quote amount: what the amount buys at lock_price).
+    """
+    if order.side == Side.BUY:
+        if order.quantity is None:
+            left = order.quote_quantity - order.executed_quote  # type: ignore[operator]
+            return left + ceil_amount(left * order.max_fee_rate)
+        return ceil_amount(order.lock_price * order.remaining_qty * (1 + order.max_fee_rate))  # type: ignore[operator]
+    if order.quantity is None:
+        left = order.quote_quantity - order.executed_quote  # type: ignore[operator]
+        return ceil_to(left / order.lock_price, instrument.lot_size)  # type: ignore[operator]
+    return order.remaining_qty  # type: ignore[return-value]
+
+
+def stop_condition_met(order: Order, last_price: Decimal) -> bool:
+    """Stop-loss sells and take-profit buys trigger at or below the stop price; the others at or above."""
+    falls = (order.type in (OrderType.STOP_LOSS, OrderType.STOP_LOSS_LIMIT)) == (order.side == Side.SELL)
+    return last_price <= order.stop_price if falls else last_price >= order.stop_price  # type: ignore[operator]
+
+
+def _stops_triggered_by(last_price: Decimal) -> Q:
+    stop_loss = [OrderType.STOP_LOSS, OrderType.STOP_LOSS_LIMIT]
+    take_profit = [OrderType.TAKE_PROFIT, OrderType.TAKE_PROFIT_LIMIT]
+    return (
+        Q(type__in=stop_loss, side=Side.SELL, stop_price__gte=last_price)
+        | Q(type__in=take_profit, side=Side.BUY, stop_price__gte=last_price)
+        | Q(type__in=stop_loss, side=Side.BUY, stop_price__lte=last_price)
+        | Q(type__in=take_profit, side=Side.SELL, stop_price__lte=last_price)
+    )
+
+
+@dataclass
+class Fill:
+    maker: Order
+    quantity: Decimal
+
+
+@dataclass
+class ExpireMaker:
+    maker: Order
+
+
+@dataclass
+class MatchPlan:
+    steps: list[Fill | ExpireMaker] = field(default_factory=list)
+    #: Why matching stopped short of filling the taker: "", "SELF_TRADE_PREVENTION",
+    #: "NO_LIQUIDITY" (book exhausted within the price limit), or "QUOTE_EXHAUSTED" (a quote
+    #: amount too small for another lot: the order is done).
+    stop_reason: str = ""
+
+    @property
+    def complete(self) -> bool:
+        return self.stop_reason in ("", "QUOTE_EXHAUSTED")
+
+
+class MatchingSession:
+    """The engine's work on one instrument inside one transaction (see the module docstring)."""
+
+    def __init__(self, instrument: Instrument, *, actor: Any, batch: LedgerBatch | None = None):
+        self.instrument = instrument
+        self.actor = actor
+        self.batch = batch if batch is not None else LedgerBatch()
+        self.now = timezone.now()
+        self._orders: dict[int, Order] = {}
+        self._dirty: dict[int, Order] = {}
+        self._trades: list[Trade] = []
+        self._positions: dict[int, Position] = {}
+        self._audit: list[AuditSpec] = []
+        self._events: list[TradingEvent] = []
+        self._fee_account_id: int | None = None
+        self._price_moved = False
+        self._instrument_changed = False
+        self._new_order_ids: set[int] = set()
+
+    # -- lock and identity map ------------------------------------------------------------
+
+    @classmethod
+    def open(cls, instrument_id: int, *, actor: Any, batch: LedgerBatch | None = None) -> MatchingSession:
+        """Take the instrument's lock (until the transaction ends) and start a session on it."""
+        instrument = (
+            Instrument.objects.select_for_update(no_key=True, of=("self",))
+            .select_related("base", "quote")
+            .get(pk=instrument_id)
+        )
+        return cls(instrument, actor=actor, batch=batch)
+
+    def adopt(self, order: Order) -> Order:
+        """The session's copy of `order` (the first one seen wins: it carries this transaction's changes)."""
+        known = self._orders.get(order.pk)
+        if known is not None:
+            return known
+        order.instrument = self.instrument
+        self._orders[order.pk] = order
+        return order
+
+    def order_get(self, order_id: int) -> Order | None:
+        if order_id in self._orders:
+            return self._orders[order_id]
+        order = Order.objects.filter(pk=order_id, instrument_id=self.instrument.pk).first()
+        return self.adopt(order) if order is not None else None
+
+    def next_priority(self) -> int:
+        self.instrument.order_seq += 1
+        self._instrument_changed = True
+        return self.instrument.order_seq
+
+    def _touch(self, order: Order) -> None:
+        order.updated_at = self.now
+        self._dirty[order.pk] = order
+
+    # -- the book ------------------------------------------------------------------------
+
+    def book(self, side: str, *, price_limit: Decimal | None = None, exclude_id: int | None = None) -> Iterator[Order]:
+        """Resting orders of `side` in priority order (best price, then time), optionally only
+        those at `price_limit` or better, as the session's copies; pages through the index."""
+        ascending = side == Side.SELL
+        base = Order.objects.filter(
+            instrument_id=self.instrument.pk, side=side, status__in=OPEN_STATUSES, is_working=True
+        )
+        if price_limit is not None:
+            base = base.filter(price__lte=price_limit) if ascending else base.filter(price__gte=price_limit)
+        ordering = ("price", "priority") if ascending else ("-price", "priority")
+        after: tuple[Decimal, int] | None = None
+        page_size = BOOK_PAGE_SIZE
+        while True:
+            page = base
+            if after is not None:
+                better = Q(price__gt=after[0]) if ascending else Q(price__lt=after[0])
+                page = page.filter(better | Q(price=after[0], priority__gt=after[1]))
+            rows = list(page.order_by(*ordering)[:page_size])
+            for row in rows:
+                order = self.adopt(row)
+                if order.pk != exclude_id and order.is_open and order.is_working:
+                    yield order
+            if len(rows) < page_size:
+                return
+            after = (rows[-1].price, rows[-1].priority)  # type: ignore[assignment]
+            page_size = min(page_size * 4, 1000)
+
+    def best_price(self, side: str) -> Decimal | None:
+        return next((order.price for order in self.book(side)), None)
+
+    # -- matching ------------------------------------------------------------------------
+
+    def plan(self, taker: Order, *, price_limit: Decimal | None) -> MatchPlan:
+        """What matching `taker` would do, without changing anything (FOK decides on it)."""
+        plan = MatchPlan()
+        lot = self.instrument.lot_size
+        remaining_qty = taker.remaining_qty
+        if taker.quantity is None and taker.side == Side.SELL:
+            remaining_qty = taker.locked_amount  # a sell by quote amount sells at most what it locked
+        remaining_quote = None if taker.quote_quantity is None else taker.quote_quantity - taker.executed_quote
+        for maker in self.book(opposite(taker.side), price_limit=price_limit, exclude_id=taker.pk):
+            if maker.account_id == taker.account_id:
+                if taker.stp_mode in (SelfTradePrevention.EXPIRE_MAKER, SelfTradePrevention.EXPIRE_BOTH):
+                    plan.steps.append(ExpireMaker(maker))
+                if taker.stp_mode == SelfTradePrevention.EXPIRE_MAKER:
+                    continue
+                plan.stop_reason = "SELF_TRADE_PREVENTION"
+                return plan
+            quantity = maker.remaining_qty
+            if remaining_qty is not None:
+                quantity = min(quantity, remaining_qty)
+            if remaining_quote is not None:
+                affordable = floor_to(remaining_quote / maker.price, lot)
+                if affordable <= 0:
+                    plan.stop_reason = "QUOTE_EXHAUSTED"
+                    return plan
+                quantity = min(quantity, affordable)
+            plan.steps.append(Fill(maker, quantity))
+            if remaining_qty is not None:
+                remaining_qty -= quantity
+                if remaining_qty == 0:
+                    if taker.quantity is None:
+                        plan.stop_reason = "QUOTE_EXHAUSTED"
+                    return plan
+            if remaining_quote is not None:
+                remaining_quote -= quantity * maker.price
+        plan.stop_reason = "NO_LIQUIDITY"
+        return plan
+
+    def execute(self, taker: Order) -> None:
+        """Match a working order against the book, then rest, expire or complete it."""
+        price_limit = self.execution_price_limit(taker)
+        plan = self.plan(taker, price_limit=price_limit)
+        if taker.time_in_force == TimeInForce.FOK and not plan.complete:
+            self.finish(taker, OrderStatus.EXPIRED, expire_reason="FOK_NOT_FILLED")
+            return
+        for step in plan.steps:
+            if isinstance(step, ExpireMaker):
+                self.finish(step.maker, OrderStatus.EXPIRED, expire_reason="SELF_TRADE_PREVENTION")
+            else:
+                self.fill(taker=taker, maker=step.maker, quantity=step.quantity)
+        if (taker.quantity is not None and taker.remaining_qty == 0) or plan.stop_reason == "QUOTE_EXHAUSTED":
+            self.finish(taker, OrderStatus.FILLED)
+        elif plan.stop_reason == "SELF_TRADE_PREVENTION":
+            self.finish(taker, OrderStatus.EXPIRED, expire_reason="SELF_TRADE_PREVENTION")
+        elif taker.type in MARKET_TYPES:
+            self.finish(taker, OrderStatus.EXPIRED, expire_reason="NO_LIQUIDITY")
+        elif taker.time_in_force in (TimeInForce.IOC, TimeInForce.FOK):
+            self.finish(taker, OrderStatus.EXPIRED, expire_reason="IOC_REMAINDER")
+        else:
+            self._release_excess(taker)
+
+    def execution_price_limit(self, order: Order) -> Decimal | None:
+        """The worst price `order` may trade at: its limit price, or for market execution the
+        edge of the price band (and never beyond the price its funds were locked at)."""
+        if order.type not in MARKET_TYPES:
+            return order.price
+        from riskmgmt.checks import limits_effective, price_band
+
+        band = limits_effective(account_id=order.account_id, instrument_id=self.instrument.pk).price_band_pct
+        low, high = price_band(reference_price=self.instrument.reference_price, band_pct=band)
+        tick = self.instrument.tick_size
+        if order.side == Side.BUY:
+            limit = floor_to(high, tick)
+            return min(limit, order.lock_price) if order.lock_price is not None else limit
+        limit = ceil_to(low, tick)
+        return max(limit, order.lock_price) if order.lock_price is not None and order.quantity is None else limit
+
+    def fill(self, *, taker: Order, maker: Order, quantity: Decimal) -> Trade:
+        """One trade at the maker's price: orders, balances, fees, positions."""
+        instrument = self.instrument
+        price = maker.price
+        notional = quantity * price  # type: ignore[operator]
+        maker_fee = floor_amount(notional * min(instrument.maker_fee_rate, maker.max_fee_rate))
+        taker_fee = floor_amount(notional * min(instrument.taker_fee_rate, taker.max_fee_rate))
+        trade = Trade(
+            instrument=instrument,
+            price=price,
+            quantity=quantity,
+            quote_quantity=notional,
+            aggressor_side=taker.side,
+            maker_order=maker,
+            taker_order=taker,
+            maker_account_id=maker.account_id,
+            taker_account_id=taker.account_id,
+            maker_fee=maker_fee,
+            taker_fee=taker_fee,
+            executed_at=self.now,
+        )
+        for order, fee, role in ((maker, maker_fee, "maker"), (taker, taker_fee, "taker")):
+            realized = self._settle(order=order, trade=trade, quantity=quantity, notional=notional, fee=fee)
+            setattr(trade, f"{role}_realized_pnl", realized)
+        self._credit_fee_account(trade, maker_fee + taker_fee)
+        self._trades.append(trade)
+        instrument.last_price = price
+        instrument.last_trade_at = self.now
+        self._price_moved = True
+        self._instrument_changed = True
+        if maker.remaining_qty == 0:
+            self.finish(maker, OrderStatus.FILLED)
+        else:
+            maker.status = OrderStatus.PARTIALLY_FILLED
+            self._release_excess(maker)
+        if taker.status == OrderStatus.NEW:
+            taker.status = OrderStatus.PARTIALLY_FILLED
+        return trade
+
+    def _settle(self, *, order: Order, trade: Trade, quantity: Decimal, notional: Decimal, fee: Decimal) -> Decimal:
+        instrument = self.instrument
+        order.executed_qty += quantity
+        order.executed_quote += notional
+        order.fees_paid += fee
+        side_reason = f"{order.side} {quantity} {instrument.symbol} @ {trade.price}"
+        if order.side == Side.BUY:
+            order.locked_amount -= notional + fee
+            self.batch.add(
+                BalanceChange(
+                    order.account_id,
+                    instrument.quote_id,
+                    LedgerKind.TRADE,
+                    locked_delta=-notional,
+                    reason=side_reason,
+                    order=order,
+                    trade=trade,
+                )
+            )
+            self.batch.add(
+                BalanceChange(
+                    order.account_id,
+                    instrument.quote_id,
+                    LedgerKind.FEE,
+                    locked_delta=-fee,
+                    reason="fee",
+                    order=order,
+                    trade=trade,
+                )
+            )
+            self.batch.add(
+                BalanceChange(
+                    order.account_id,
+                    instrument.base_id,
+                    LedgerKind.TRADE,
+                    free_delta=quantity,
+                    reason=side_reason,
+                    order=order,
+                    trade=trade,
+                )
+            )
+        else:
+            order.locked_amount -= quantity
+            self.batch.add(
+                BalanceChange(
+                    order.account_id,
+                    instrument.base_id,
+                    LedgerKind.TRADE,
+                    locked_delta=-quantity,
+                    reason=side_reason,
+                    order=order,
+                    trade=trade,
+                )
+            )
+            self.batch.add(
+                BalanceChange(
+                    order.account_id,
+                    instrument.quote_id,
+                    LedgerKind.TRADE,
+                    free_delta=notional,
+                    reason=side_reason,
+                    order=order,
+                    trade=trade,
+                )
+            )
+            self.batch.add(
+                BalanceChange(
+                    order.account_id,
+                    instrument.quote_id,
+                    LedgerKind.FEE,
+                    free_delta=-fee,
+                    reason="fee",
+                    order=order,
+                    trade=trade,
+                )
+            )
+        self._touch(order)
+        position = self._position(order.account_id)
+        signed = quantity if order.side == Side.BUY else -quantity
+        state, realized = position_after_fill(
+            PositionState(position.quantity, position.average_price, position.realized_pnl),
+            signed_qty=signed,
+            price=trade.price,
+        )
+        position.quantity, position.average_price, position.realized_pnl = (
+            state.quantity,
+            state.average_price,
+            state.realized_pnl,
+        )
+        position.fees_paid += fee
+        return realized
+
+    def _credit_fee_account(self, trade: Trade, amount: Decimal) -> None:
+        if not amount:
+            return
+        if self._fee_account_id is None:
+            self._fee_account_id = (
+                TradingAccount.objects.filter(venue_id=self.instrument.venue_id, kind=AccountKind.FEE)
+                .values_list("pk", flat=True)
+                .get()
+            )
+        self.batch.add(
+            BalanceChange(
+                self._fee_account_id,
+                self.instrument.quote_id,
+                LedgerKind.FEE,
+                free_delta=amount,
+                reason=f"fees of trade on {self.instrument.symbol}",
+                trade=trade,
+            )
+        )
+
+    def _position(self, account_id: int) -> Position:
+        position = self._positions.get(account_id)
+        if position is None:
+            position = Position.objects.filter(account_id=account_id, instrument_id=self.instrument.pk).first()
+            if position is None:
+                position = Position(account_id=account_id, instrument=self.instrument)
+            self._positions[account_id] = position
+        return position
+
+    # -- order life ------------------------------------------------------------------------
+
+    def lock_funds(self, order: Order, amount: Decimal) -> None:
+        order.locked_amount = amount
+        self.batch.add(
+            BalanceChange(
+                order.account_id,
+                lock_asset_id(order, self.instrument),
+                LedgerKind.LOCK,
+                free_delta=-amount,
+                locked_delta=amount,
+                reason=f"lock for order #{order.pk}",
+                order=order,
+            )
+        )
+
+    def _unlock(self, order: Order, amount: Decimal, reason: str) -> None:
+        if amount <= 0:
+            return
+        order.locked_amount -= amount
+        self.batch.add(
+            BalanceChange(
+                order.account_id,
+                lock_asset_id(order, self.instrument),
+                LedgerKind.UNLOCK,
+                free_delta=amount,
+                locked_delta=-amount,
+                reason=reason,
+                order=order,
+            )
+        )
+        self._touch(order)
+
+    def _release_excess(self, order: Order) -> None:
+        """Keep exactly what the rest of a working order needs locked; free the rest."""
+        self._unlock(order, order.locked_amount - lock_required(order, self.instrument), f"order #{order.pk} filled")
+
+    def finish(self, order: Order, status: str, *, expire_reason: str = "") -> None:
+        """End an order's life: set its final status and unlock whatever it still holds."""
+        order.status = status
+        order.expire_reason = expire_reason
+        order.done_at = self.now
+        self._unlock(order, order.locked_amount, f"order #{order.pk} {status.lower()}")
+        self._touch(order)
+        if order.pk not in self._new_order_ids and status == OrderStatus.EXPIRED:
+            self._audit.append(
+                AuditSpec(action="order.expire", actor=ENGINE_ACTOR, target=order, after={"reason": expire_reason})
+            )
+
+    def enter(self, order: Order) -> None:
+        """A new order (already inserted, funds locked) goes to work: it matches now, or,
+        for a stop order, waits for its trigger."""
+        self._new_order_ids.add(order.pk)
+        self.adopt(order)
+        self._touch(order)
+        if order.is_working:
+            self.execute(order)
+        self.trigger_stops()
+
+    def cancel(self, order: Order, *, reason: str) -> None:
+        self.finish(order, OrderStatus.CANCELED)
+        self._audit.append(
+            AuditSpec(
+                action="order.cancel",
+                actor=self.actor,
+                target=order,
+                after={"reason": reason, "executed_qty": order.executed_qty},
+            )
+        )
+
+    def trigger_stops(self) -> None:
+        """Work every waiting stop order the last price has reached, oldest first; their trades
+        may move the price again, so repeat until nothing more triggers."""
+        for _ in range(MAX_TRIGGER_ROUNDS):
+            if not self._price_moved or self.instrument.last_price is None:
+                return
+            self._price_moved = False
+            waiting = Order.objects.filter(
+                _stops_triggered_by(self.instrument.last_price),
+                instrument_id=self.instrument.pk,
+                status__in=OPEN_STATUSES,
+                is_working=False,
+            ).order_by("priority")
+            for row in list(waiting):
+                order = self.adopt(row)
+                if not order.is_open or order.is_working or not stop_condition_met(order, self.instrument.last_price):
+                    continue
+                order.is_working = True
+                order.priority = self.next_priority()
+                self._touch(order)
+                self._audit.append(
+                    AuditSpec(
+                        action="order.trigger",
+                        actor=ENGINE_ACTOR,
+                        target=order,
+                        after={"last_price": self.instrument.last_price, "stop_price": order.stop_price},
+                    )
+                )
+                self.execute(order)
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def flush(self, *, apply_balances: bool = True) -> None:
+        """Write everything this session did (see the module docstring for the order)."""
+        if self._trades:
+            Trade.objects.bulk_create(self._trades)
+        if self._dirty:
+            Order.objects.bulk_update(list(self._dirty.values()), _ORDER_UPDATE_FIELDS)
+        applied = self.batch.apply() if apply_balances else []
+        self._write_positions()
+        if self._instrument_changed:
+            Instrument.objects.filter(pk=self.instrument.pk).update(
+                order_seq=self.instrument.order_seq,
+                last_price=self.instrument.last_price,
+                last_trade_at=self.instrument.last_trade_at,
+            )
+        symbol = self.instrument.symbol
+        asset_codes = {
+            self.instrument.base_id: self.instrument.base.code,
+            self.instrument.quote_id: self.instrument.quote.code,
+        }
+        for order in self._orders.values():
+            if order.pk in self._new_order_ids:
+                self._audit.insert(
+                    0,
+                    AuditSpec(
+                        action="order.place",
+                        actor=self.actor,
+                        target=order,
+                        after=order_audit_summary(order),
+                    ),
+                )
+        self._audit.extend(
+            AuditSpec(action="order.fill", actor=ENGINE_ACTOR, target=trade, after=trade_audit_summary(trade))
+            for trade in self._trades
+        )
+        audit_record_many(self._audit)
+        events: list[TradingEvent] = [order_event(order) for order in self._dirty.values()]
+        events += [trade_event(trade, symbol=symbol) for trade in self._trades]
+        events += [
+            balance_event(
+                account_id=balance.account_id,
+                asset_code=asset_codes.get(balance.asset_id, str(balance.asset_id)),
+                free=balance.free,
+                locked=balance.locked,
+            )
+            for balance in applied
+        ]
+        publish_after_commit(events)
+        self._trades, self._dirty, self._audit = [], {}, []
+
+    def _write_positions(self) -> None:
+        new = [position for position in self._positions.values() if position.pk is None]
+        existing = [position for position in self._positions.values() if position.pk is not None]
+        if new:
+            Position.objects.bulk_create(new)
+        if existing:
+            for position in existing:
+                position.updated_at = self.now
+            Position.objects.bulk_update(
+                existing, ["quantity", "average_price", "realized_pnl", "fees_paid", "updated_at"]
+            )
+        self._positions = {}
+
+    @property
+    def trades(self) -> list[Trade]:
+        return list(self._trades)
+
+
+def order_audit_summary(order: Order) -> dict[str, Any]:
+    return {
+        "account_id": order.account_id,
+        "symbol": order.instrument.symbol,
+        "client_order_id": order.client_order_id,
+        "side": order.side,
+        "type": order.type,
+        "time_in_force": order.time_in_force,
+        "quantity": order.quantity,
+        "quote_quantity": order.quote_quantity,
+        "price": order.price,
+        "stop_price": order.stop_price,
+        "status": order.status,
+        "executed_qty": order.executed_qty,
+        "reject_reason": order.reject_reason,
+        "expire_reason": order.expire_reason,
+    }
+
+
+def trade_audit_summary(trade: Trade) -> dict[str, Any]:
+    return {
+        "maker_order_id": trade.maker_order_id,
+        "taker_order_id": trade.taker_order_id,
+        "price": trade.price,
+        "quantity": trade.quantity,
+        "maker_fee": trade.maker_fee,
+        "taker_fee": trade.taker_fee,
+        "aggressor_side": trade.aggressor_side,
+    }

@@ -1,0 +1,158 @@
+"""Moving money: every balance change becomes a ledger entry, applied with a guarded UPDATE.
+
+Changes are collected first and applied together, one row at a time in (account, asset)
+order, so two transactions touching the same balances always lock them in the same order
+and never deadlock each other. Each UPDATE adds the net delta only if free and locked stay
+non-negative (no read-modify-write); a refused row raises `InsufficientBalance` and the
+caller's transaction rolls back. See docs/adr/0004-engine-locking.md.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection
+from django.utils import timezone
+
+from portal.decimals import ZERO
+from portal.errors import DomainError
+from trading.models import Balance, LedgerEntry
+
+
+class InsufficientBalance(DomainError):
+    def __init__(self, *, account_id: int, asset_id: int):
+        super().__init__("INSUFFICIENT_BALANCE", "The account's free balance does not cover this.", status=422)
+        self.account_id = account_id
+        self.asset_id = asset_id
+
+
+@dataclass
+class BalanceChange:
+    account_id: int
+    asset_id: int
+    kind: str
+    free_delta: Decimal = ZERO
+    locked_delta: Decimal = ZERO
+    reason: str = ""
+    order: Any = None
+    trade: Any = None
+
+
+@dataclass
+class AppliedBalance:
+    account_id: int
+    asset_id: int
+    free: Decimal
+    locked: Decimal
+
+
+@dataclass
+class LedgerBatch:
+    """Balance changes of one transaction, applied once by `apply()`."""
+
+    changes: list[BalanceChange] = field(default_factory=list)
+
+    def add(self, change: BalanceChange) -> None:
+        if change.free_delta or change.locked_delta:
+            self.changes.append(change)
+
+    def apply(self) -> list[AppliedBalance]:
+        applied = balance_changes_apply(self.changes)
+        self.changes = []
+        return applied
+
+
+@functools.cache
+def _guarded_update_sql() -> str:
+    table = connection.ops.quote_name(Balance._meta.db_table)
+    return (
+        f"UPDATE {table} SET free = free + %s, locked = locked + %s, updated_at = %s "  # noqa: S608 - names only
+        "WHERE account_id = %s AND asset_id = %s AND free + %s >= 0 AND locked + %s >= 0 "
+        "RETURNING free, locked"
+    )
+
+
+def balance_changes_apply(changes: list[BalanceChange]) -> list[AppliedBalance]:
+    """Apply `changes` inside the caller's transaction and write their ledger entries.
+
+    Returns the resulting balance of every touched (account, asset).
+    """
+    net: dict[tuple[int, int], list[Decimal]] = defaultdict(lambda: [ZERO, ZERO])
+    for change in changes:
+        totals = net[(change.account_id, change.asset_id)]
+        totals[0] += change.free_delta
+        totals[1] += change.locked_delta
+    now = timezone.now()
+    finals: dict[tuple[int, int], tuple[Decimal, Decimal]] = {}
+    with connection.cursor() as cursor:
+        for key in sorted(net):
+            free_delta, locked_delta = net[key]
+            finals[key] = _apply_one(cursor, key, free_delta, locked_delta, now)
+    _write_entries(changes, finals)
+    return [AppliedBalance(key[0], key[1], free, locked) for key, (free, locked) in finals.items()]
+
+
+def _apply_one(
+    cursor, key: tuple[int, int], free_delta: Decimal, locked_delta: Decimal, now
+) -> tuple[Decimal, Decimal]:
+    account_id, asset_id = key
+    if connection.vendor != "postgresql":
+        return _apply_one_serialized(account_id, asset_id, free_delta, locked_delta)
+    params = [free_delta, locked_delta, now, account_id, asset_id, free_delta, locked_delta]
+    cursor.execute(_guarded_update_sql(), params)
+    row = cursor.fetchone()
+    if row is not None:
+        return Decimal(row[0]), Decimal(row[1])
+    if free_delta < 0 or locked_delta < 0 or Balance.objects.filter(account_id=account_id, asset_id=asset_id).exists():
+        raise InsufficientBalance(account_id=account_id, asset_id=asset_id)
+    Balance.objects.bulk_create([Balance(account_id=account_id, asset_id=asset_id)], ignore_conflicts=True)
+    cursor.execute(_guarded_update_sql(), params)
+    row = cursor.fetchone()
+    if row is None:
+        raise InsufficientBalance(account_id=account_id, asset_id=asset_id)
+    return Decimal(row[0]), Decimal(row[1])
+
+
+def _apply_one_serialized(account_id: int, asset_id: int, free_delta: Decimal, locked_delta: Decimal):
+    """SQLite (embedded mode): the IMMEDIATE transaction already holds the database's only write
+    lock, so read, add in Decimal and write is safe there; SQLite's own arithmetic on decimal
+    columns is floating point and would drift."""
+    balance = Balance.objects.filter(account_id=account_id, asset_id=asset_id).first()
+    if balance is None:
+        balance = Balance(account_id=account_id, asset_id=asset_id)
+    free, locked = balance.free + free_delta, balance.locked + locked_delta
+    if free < 0 or locked < 0:
+        raise InsufficientBalance(account_id=account_id, asset_id=asset_id)
+    balance.free, balance.locked = free, locked
+    balance.save()
+    return free, locked
+
+
+def _write_entries(changes: list[BalanceChange], finals: dict[tuple[int, int], tuple[Decimal, Decimal]]) -> None:
+    """One entry per change, each with the balance right after it (walked back from the final)."""
+    running = {key: list(value) for key, value in finals.items()}
+    entries: list[LedgerEntry] = []
+    for change in reversed(changes):
+        key = (change.account_id, change.asset_id)
+        free_after, locked_after = running[key]
+        entries.append(
+            LedgerEntry(
+                account_id=change.account_id,
+                asset_id=change.asset_id,
+                kind=change.kind,
+                free_delta=change.free_delta,
+                locked_delta=change.locked_delta,
+                free_after=free_after,
+                locked_after=locked_after,
+                reason=change.reason[:255],
+                order_id=change.order.pk if change.order is not None else None,
+                trade_id=change.trade.pk if change.trade is not None else None,
+            )
+        )
+        running[key] = [free_after - change.free_delta, locked_after - change.locked_delta]
+    entries.reverse()
+    LedgerEntry.objects.bulk_create(entries)
