@@ -18,7 +18,7 @@ $(STAMP): requirements.txt
 
 run: $(STAMP) migrate ## Serve the whole portal (embedded mode without env vars) with daphne
 	$(BIN)/python manage.py collectstatic --no-input -v0
-	$(BIN)/python manage.py demo_users
+	$(BIN)/python manage.py seed_demo
 	$(BIN)/daphne -b $(HOST) -p $(PORT) --access-log /dev/null portal.asgi:application
 
 test: $(STAMP) ## Run every test (SQLite + local memory without env; PostgreSQL + Redis with DATABASE_URL / REDIS_URL)
@@ -29,7 +29,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP) ## mypy with django-stubs on the services, selectors and API plumbing
-	$(BIN)/mypy portal audit
+	$(BIN)/mypy portal audit trading riskmgmt marketdata
 
 format: $(STAMP)
 	$(BIN)/ruff format .

@@ -21,6 +21,8 @@ from portal.users import user_set_role
 
 TEST_PASSWORD = "correct-horse-battery-9"
 
+pytest_plugins = ["trading.tests.fixtures"]
+
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):

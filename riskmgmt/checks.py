@@ -56,7 +56,7 @@ def limits_effective(*, account_id: int | None, instrument_id: int | None) -> Ef
     tightest: dict[str, object] = {}
     for row in RiskLimit.objects.filter(scope_key__in=keys).values(*LIMIT_FIELDS):
         for name, value in row.items():
-            if value is not None and (name not in tightest or value < tightest[name]):  # type: ignore[operator]
+            if value is not None and (name not in tightest or value < tightest[name]):
                 tightest[name] = value
     tightest.setdefault("price_band_pct", Decimal(str(settings.TRADING_DEFAULT_PRICE_BAND_PCT)))
     return EffectiveLimits(**tightest)  # type: ignore[arg-type]

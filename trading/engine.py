@@ -81,19 +81,19 @@ def lock_required(order: Order, instrument: Instrument) -> Decimal:
     """
     if order.side == Side.BUY:
         if order.quantity is None:
-            left = order.quote_quantity - order.executed_quote  # type: ignore[operator]
+            left = order.quote_quantity - order.executed_quote
             return left + ceil_amount(left * order.max_fee_rate)
-        return ceil_amount(order.lock_price * order.remaining_qty * (1 + order.max_fee_rate))  # type: ignore[operator]
+        return ceil_amount(order.lock_price * order.remaining_qty * (1 + order.max_fee_rate))
     if order.quantity is None:
-        left = order.quote_quantity - order.executed_quote  # type: ignore[operator]
-        return ceil_to(left / order.lock_price, instrument.lot_size)  # type: ignore[operator]
-    return order.remaining_qty  # type: ignore[return-value]
+        left = order.quote_quantity - order.executed_quote
+        return ceil_to(left / order.lock_price, instrument.lot_size)
+    return order.remaining_qty
 
 
 def stop_condition_met(order: Order, last_price: Decimal) -> bool:
     """Stop-loss sells and take-profit buys trigger at or below the stop price; the others at or above."""
     falls = (order.type in (OrderType.STOP_LOSS, OrderType.STOP_LOSS_LIMIT)) == (order.side == Side.SELL)
-    return last_price <= order.stop_price if falls else last_price >= order.stop_price  # type: ignore[operator]
+    return last_price <= order.stop_price if falls else last_price >= order.stop_price
 
 
 def _stops_triggered_by(last_price: Decimal) -> Q:
@@ -254,6 +254,10 @@ class MatchingSession:
                     return plan
             if remaining_quote is not None:
                 remaining_quote -= quantity * maker.price
+                if quantity < maker.remaining_qty or remaining_quote == 0:
+                    # The amount, not the book, ran out: what is left buys less than one more lot here.
+                    plan.stop_reason = "QUOTE_EXHAUSTED"
+                    return plan
         plan.stop_reason = "NO_LIQUIDITY"
         return plan
 
@@ -300,7 +304,7 @@ class MatchingSession:
         """One trade at the maker's price: orders, balances, fees, positions."""
         instrument = self.instrument
         price = maker.price
-        notional = quantity * price  # type: ignore[operator]
+        notional = quantity * price
         maker_fee = floor_amount(notional * min(instrument.maker_fee_rate, maker.max_fee_rate))
         taker_fee = floor_amount(notional * min(instrument.taker_fee_rate, taker.max_fee_rate))
         trade = Trade(

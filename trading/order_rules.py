@@ -134,4 +134,4 @@ def order_notional_estimate(request: OrderRequest, instrument: Instrument) -> De
 def order_quantity_estimate(request: OrderRequest, instrument: Instrument) -> Decimal:
     if request.quantity is not None:
         return request.quantity
-    return request.quote_quantity / instrument.reference_price  # type: ignore[operator]
+    return request.quote_quantity / instrument.reference_price

@@ -6,7 +6,7 @@ writes live in `trading.services`.
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import UTC, datetime, time
 from decimal import Decimal
 
 from django.db.models import Q, QuerySet, Sum
@@ -32,7 +32,7 @@ def open_order_count(*, account_id: int) -> int:
 
 def realized_pnl_today(*, account_id: int) -> Decimal:
     """Realized P&L of the account's trades since midnight UTC."""
-    midnight = timezone.make_aware(datetime.combine(timezone.now().date(), time.min), timezone.utc)
+    midnight = datetime.combine(timezone.now().astimezone(UTC).date(), time.min, tzinfo=UTC)
     as_maker = Trade.objects.filter(maker_account_id=account_id, executed_at__gte=midnight).aggregate(
         total=Sum("maker_realized_pnl")
     )["total"]

@@ -328,7 +328,7 @@ def _order_enter(
             )
     if order.type == OrderType.LIMIT_MAKER:
         best = session.best_price(opposite(order.side))
-        if best is not None and (best <= order.price if order.side == Side.BUY else best >= order.price):  # type: ignore[operator]
+        if best is not None and (best <= order.price if order.side == Side.BUY else best >= order.price):
             raise OrderRejected(
                 "LIMIT_MAKER_WOULD_CROSS", f"A LIMIT_MAKER order at {order.price} would trade at {best}."
             )
@@ -361,7 +361,7 @@ def _lock_price(order: Order, instrument: Instrument, band_pct: Decimal) -> Deci
     market the edge of the price band (around the reference price, or for a stop order around
     its stop price): market execution never goes beyond it."""
     if order.type in LIMIT_TYPES:
-        return order.price  # type: ignore[return-value]
+        return order.price
     centre = order.stop_price if order.stop_price is not None else instrument.reference_price
     low, high = price_band(reference_price=centre, band_pct=band_pct)
     return floor_to(high, instrument.tick_size) if order.side == Side.BUY else ceil_to(low, instrument.tick_size)
@@ -387,8 +387,8 @@ def _rejection_store(
     """Store the refused order as REJECTED with its reason code and audit it; the error then
     carries the stored order (its id goes into the problem JSON)."""
     values = [request.quantity, request.quote_quantity, request.price, request.stop_price]
-    if any(value is not None and not fits_storage(value) for value in values):
-        return
+    if any(value is not None and (value <= 0 or not fits_storage(value)) for value in values):
+        return  # not an order that could exist: refused without a row
     if request.side not in Side.values or request.type not in OrderType.values:
         return
     now = timezone.now()
