@@ -47,7 +47,7 @@ def instrument_status_set(*, instrument: Instrument, status: str, reason: str, a
         locked = Instrument.objects.select_for_update(no_key=True).get(pk=instrument.pk)
         if locked.status == status:
             raise ConflictError(
-                "STATUS_UNCHANGED", f"{locked.symbol} is already {status}.", extra={"status": locked.status}
+                "STATUS_UNCHANGED", f"{locked.symbol} is already {status}.", extra={"instrument_status": locked.status}
             )
         before = locked.status
         Instrument.objects.filter(pk=locked.pk).update(

@@ -6,15 +6,20 @@ writes live in `trading.services`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, time
 from decimal import Decimal
 
-from django.db.models import Q, QuerySet, Sum
+from django.db.models import Count, DecimalField, F, Q, QuerySet, Sum
 from django.utils import timezone
 
-from portal.decimals import ZERO
-from trading.choices import OPEN_STATUSES
-from trading.models import Order, Position, Trade
+from marketdata.models import Instrument
+from portal.choices import Role
+from portal.decimals import AMOUNT_UNIT, ZERO
+from portal.errors import NotFoundError
+from trading.choices import OPEN_STATUSES, Side
+from trading.models import Balance, LedgerEntry, Order, Position, Trade, TradingAccount
+from trading.positions import unrealized_pnl
 
 
 def position_quantity(*, account_id: int, instrument_id: int) -> Decimal:
@@ -53,3 +58,138 @@ def open_orders(*, account_ids, instrument_id: int | None = None, side: str | No
 
 def trades_of_accounts(*, account_ids) -> QuerySet[Trade]:
     return Trade.objects.filter(Q(maker_account_id__in=account_ids) | Q(taker_account_id__in=account_ids))
+
+
+def accounts_visible_to(user) -> QuerySet[TradingAccount]:
+    """Operators see every account; anyone else only their own."""
+    queryset = TradingAccount.objects.select_related("owner", "venue")
+    if user.has_role_at_least(Role.OPERATOR):
+        return queryset
+    return queryset.filter(owner=user)
+
+
+def orders_visible_to(user) -> QuerySet[Order]:
+    queryset = Order.objects.select_related("instrument", "account")
+    if user.has_role_at_least(Role.OPERATOR):
+        return queryset
+    return queryset.filter(account__owner=user)
+
+
+def order_get_visible(*, user, order_id: int) -> Order:
+    """The order, if `user` may see it; 404 otherwise (never 403: ids of others are not confirmed)."""
+    order = orders_visible_to(user).filter(pk=order_id).first()
+    if order is None:
+        raise NotFoundError("not_found", f"No order #{order_id} among your orders.")
+    return order
+
+
+def order_get_by_client_id(*, user, client_order_id: str, account_id: int | None = None) -> Order:
+    """The newest visible order with this client order id (the open one if there is one)."""
+    queryset = orders_visible_to(user).filter(client_order_id=client_order_id)
+    if account_id is not None:
+        queryset = queryset.filter(account_id=account_id)
+    order = queryset.order_by("-id").first()
+    if order is None:
+        raise NotFoundError("not_found", f"No order with client_order_id {client_order_id!r} among your orders.")
+    return order
+
+
+def account_get_visible(*, user, account_id: int) -> TradingAccount:
+    account = accounts_visible_to(user).filter(pk=account_id).first()
+    if account is None:
+        raise NotFoundError("not_found", f"No trading account #{account_id} among your accounts.")
+    return account
+
+
+def account_default_for(user) -> TradingAccount | None:
+    """The user's first active trading account (when a request names none)."""
+    return TradingAccount.objects.filter(owner=user, is_active=True).order_by("id").first()
+
+
+def trades_visible_to(user) -> QuerySet[Trade]:
+    queryset = Trade.objects.select_related("instrument")
+    if user.has_role_at_least(Role.OPERATOR):
+        return queryset
+    own = TradingAccount.objects.filter(owner=user).values("pk")
+    return queryset.filter(Q(maker_account_id__in=own) | Q(taker_account_id__in=own))
+
+
+def balances_visible_to(user) -> QuerySet[Balance]:
+    queryset = Balance.objects.select_related("asset", "account")
+    if user.has_role_at_least(Role.OPERATOR):
+        return queryset
+    return queryset.filter(account__owner=user)
+
+
+def positions_visible_to(user) -> QuerySet[Position]:
+    queryset = Position.objects.select_related("instrument", "account")
+    if user.has_role_at_least(Role.OPERATOR):
+        return queryset
+    return queryset.filter(account__owner=user)
+
+
+def ledger_visible_to(user) -> QuerySet[LedgerEntry]:
+    queryset = LedgerEntry.objects.select_related("asset")
+    if user.has_role_at_least(Role.OPERATOR):
+        return queryset
+    return queryset.filter(account__owner=user)
+
+
+_AMOUNT = DecimalField(max_digits=28, decimal_places=8)
+
+
+@dataclass(frozen=True)
+class DepthLevel:
+    price: Decimal
+    quantity: Decimal
+    orders: int
+
+
+@dataclass(frozen=True)
+class Depth:
+    symbol: str
+    sequence: int
+    bids: list[DepthLevel]
+    asks: list[DepthLevel]
+
+
+def book_depth(*, instrument: Instrument, levels: int = 20) -> Depth:
+    """Aggregated resting quantity per price level, best first, from the book index."""
+    book = Order.objects.filter(instrument=instrument, status__in=OPEN_STATUSES, is_working=True)
+
+    def side_levels(side: str, ordering: str) -> list[DepthLevel]:
+        rows = (
+            book.filter(side=side)
+            .values("price")
+            .annotate(
+                quantity=Sum(
+                    F("quantity") - F("executed_qty"), output_field=DecimalField(max_digits=28, decimal_places=8)
+                ),
+                orders=Count("id"),
+            )
+            .order_by(ordering)[:levels]
+        )
+        return [DepthLevel(row["price"], row["quantity"], row["orders"]) for row in rows]
+
+    return Depth(
+        symbol=instrument.symbol,
+        sequence=instrument.order_seq,
+        bids=side_levels(Side.BUY, "-price"),
+        asks=side_levels(Side.SELL, "price"),
+    )
+
+
+def recent_trades(*, instrument: Instrument, limit: int = 50) -> QuerySet[Trade]:
+    return Trade.objects.filter(instrument=instrument).order_by("-id")[:limit]
+
+
+def position_valuation(position: Position) -> dict[str, Decimal | None]:
+    """Unrealized P&L and market value at the instrument's last trade price (reference price before any trade)."""
+    last = position.instrument.last_price or position.instrument.reference_price
+    return {
+        "last_price": last,
+        "unrealized_pnl": unrealized_pnl(
+            quantity=position.quantity, average_price=position.average_price, last_price=last
+        ),
+        "market_value": (position.quantity * last).quantize(AMOUNT_UNIT),
+    }

@@ -185,7 +185,7 @@ def order_cancel(*, order: Order, actor: Any, reason: str = "canceled by user") 
             raise ConflictError(
                 "ORDER_NOT_OPEN",
                 f"Order #{order.pk} is {status}; only open orders can be canceled.",
-                extra={"status": status},
+                extra={"order_status": status},
             )
         session.cancel(current, reason=reason)
         session.flush()
@@ -251,7 +251,7 @@ def order_cancel_replace(*, order: Order, request: OrderRequest, actor: Any) -> 
             raise ConflictError(
                 "ORDER_NOT_OPEN",
                 f"Order #{order.pk} is {status}; only open orders can be replaced.",
-                extra={"status": status},
+                extra={"order_status": status},
             )
         session.cancel(current, reason="replaced")
         # The new order may reuse the client order id: the old row must leave the open set first.

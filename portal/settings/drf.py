@@ -40,6 +40,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {"SideEnum": "trading.choices.Side"},
 }
 
 #: Requests per window for each endpoint class, per API key / user / client IP.

@@ -235,7 +235,7 @@ def test_cancel_of_a_filled_order_is_a_conflict_with_its_status(place, seller, b
 
     with pytest.raises(ConflictError) as caught:
         order_cancel(order=ask, actor="test")
-    assert caught.value.code == "ORDER_NOT_OPEN" and caught.value.extra == {"status": "FILLED"}
+    assert caught.value.code == "ORDER_NOT_OPEN" and caught.value.extra == {"order_status": "FILLED"}
 
 
 def test_cancel_all_cancels_only_the_scope(place, buyer):

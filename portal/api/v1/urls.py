@@ -2,7 +2,7 @@
 
 from csp.constants import SELF, UNSAFE_INLINE
 from csp.decorators import csp_update
-from django.urls import path
+from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 from rest_framework.routers import SimpleRouter
 
@@ -22,4 +22,7 @@ urlpatterns = [
     path("docs/", _docs_csp(SpectacularSwaggerSplitView.as_view(url_name="v1:schema", **_public)), name="docs"),
     path("redoc/", _docs_csp(SpectacularRedocView.as_view(url_name="v1:schema", **_public)), name="redoc"),
     *router.urls,
+    path("", include("trading.api.v1.urls")),
+    path("", include("marketdata.api.v1.urls")),
+    path("", include("riskmgmt.api.v1.urls")),
 ]

@@ -1,0 +1,159 @@
+"""Public market data (venue, symbols, depth, trade tape) and the operators' halt / resume."""
+
+from __future__ import annotations
+
+from django.db.models import Prefetch
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import mixins
+from rest_framework.decorators import action
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+
+from marketdata.api.v1.serializers import (
+    DepthSerializer,
+    InstrumentSerializer,
+    MarketTradeSerializer,
+    ResumeSerializer,
+    StatusChangeSerializer,
+    VenueSerializer,
+)
+from marketdata.models import Instrument, InstrumentStatus, Venue
+from portal.api.docs import PROBLEM_RESPONSES, problem
+from portal.api.permissions import IsAuthenticatedWithScope
+from portal.api.views import ApiView, ApiViewSet
+from portal.choices import Role
+from portal.errors import DomainError, NotFoundError
+from riskmgmt.services import instrument_status_set
+from trading.selectors import book_depth, recent_trades
+
+
+def _instrument(symbol: str) -> Instrument:
+    instrument = Instrument.objects.select_related("venue", "base", "quote").filter(symbol__iexact=symbol).first()
+    if instrument is None:
+        raise NotFoundError("UNKNOWN_SYMBOL", f"No instrument {symbol!r}.")
+    return instrument
+
+
+def _limit(request, *, default: int, maximum: int) -> int:
+    raw = request.query_params.get("limit", str(default))
+    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+        raise DomainError("validation_error", f"limit must be an integer from 1 to {maximum}.", status=400)
+    return int(raw)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="The venue and its symbols (public)", auth=[], responses={200: VenueSerializer(many=True)}
+    )
+)
+class ExchangeViewSet(mixins.ListModelMixin, ApiViewSet):
+    serializer_class = VenueSerializer
+    pagination_class = None
+    permission_classes = [AllowAny]
+
+    def get_queryset(self):
+        return Venue.objects.prefetch_related(Prefetch("instruments", queryset=Instrument.objects.order_by("symbol")))
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="Instruments with their filters and status (public)",
+        auth=[],
+        responses={200: InstrumentSerializer(many=True)},
+    ),
+    retrieve=extend_schema(
+        summary="One instrument (public)", auth=[], responses={200: InstrumentSerializer, 404: PROBLEM_RESPONSES[404]}
+    ),
+)
+class SymbolViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
+    """Instruments by symbol. Operators also halt and resume them here."""
+
+    serializer_class = InstrumentSerializer
+    pagination_class = None
+    lookup_field = "symbol"
+    lookup_value_regex = r"[A-Za-z0-9]{2,32}"
+    read_role = Role.VIEWER
+    write_role = Role.OPERATOR
+
+    def get_permissions(self):
+        if self.request.method in ("GET", "HEAD", "OPTIONS"):
+            return [AllowAny()]
+        return [IsAuthenticatedWithScope()]
+
+    def get_queryset(self):
+        return Instrument.objects.select_related("venue", "base", "quote").order_by("symbol")
+
+    def get_object(self):
+        return _instrument(self.kwargs["symbol"])
+
+    @extend_schema(
+        summary="Halt an instrument (operators): new orders are refused until resumed",
+        request=StatusChangeSerializer,
+        responses={
+            200: InstrumentSerializer,
+            **PROBLEM_RESPONSES,
+            409: problem("Already in that status", "STATUS_UNCHANGED", 409),
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def halt(self, request, symbol=None):
+        payload = StatusChangeSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        instrument = instrument_status_set(
+            instrument=self.get_object(),
+            status=payload.validated_data.get("status", InstrumentStatus.HALT),
+            reason=payload.validated_data["reason"],
+            actor=request.auth or request.user,
+        )
+        return Response(InstrumentSerializer(_instrument(instrument.symbol)).data)
+
+    @extend_schema(
+        summary="Resume trading of an instrument (operators)",
+        request=ResumeSerializer,
+        responses={
+            200: InstrumentSerializer,
+            **PROBLEM_RESPONSES,
+            409: problem("Already trading", "STATUS_UNCHANGED", 409),
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def resume(self, request, symbol=None):
+        payload = ResumeSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        instrument = instrument_status_set(
+            instrument=self.get_object(),
+            status=InstrumentStatus.TRADING,
+            reason=payload.validated_data["reason"],
+            actor=request.auth or request.user,
+        )
+        return Response(InstrumentSerializer(_instrument(instrument.symbol)).data)
+
+
+class DepthView(ApiView):
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        operation_id="markets_depth_retrieve",
+        summary="Order book depth: resting quantity per price level (public)",
+        auth=[],
+        parameters=[OpenApiParameter("limit", int, description="Levels per side, 1–500 (default 20).")],
+        responses={200: DepthSerializer, 400: PROBLEM_RESPONSES[400], 404: PROBLEM_RESPONSES[404]},
+    )
+    def get(self, request, symbol: str):
+        depth = book_depth(instrument=_instrument(symbol), levels=_limit(request, default=20, maximum=500))
+        return Response(DepthSerializer(depth).data)
+
+
+class MarketTradesView(ApiView):
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        operation_id="markets_trades_list",
+        summary="Recent trades of a symbol, newest first (public)",
+        auth=[],
+        parameters=[OpenApiParameter("limit", int, description="1–1000 (default 50).")],
+        responses={200: MarketTradeSerializer(many=True), 400: PROBLEM_RESPONSES[400], 404: PROBLEM_RESPONSES[404]},
+    )
+    def get(self, request, symbol: str):
+        trades = recent_trades(instrument=_instrument(symbol), limit=_limit(request, default=50, maximum=1000))
+        return Response(MarketTradeSerializer(trades, many=True).data)

@@ -1,0 +1,81 @@
+"""Serializers of the operators' risk API: limits and kill switches."""
+
+from rest_framework import serializers
+
+from portal.decimals import AMOUNT_DIGITS, AMOUNT_PLACES
+from riskmgmt.models import KillSwitch, RiskLimit
+
+
+def _amount(**kwargs):
+    return serializers.DecimalField(
+        max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES, required=False, allow_null=True, **kwargs
+    )
+
+
+class RiskLimitSerializer(serializers.ModelSerializer):
+    symbol = serializers.CharField(source="instrument.symbol", default=None, read_only=True)
+    account = serializers.IntegerField(source="account_id", read_only=True, allow_null=True)
+    scope = serializers.CharField(source="scope_key", read_only=True)
+
+    class Meta:
+        model = RiskLimit
+        fields = [
+            "id",
+            "scope",
+            "symbol",
+            "account",
+            "price_band_pct",
+            "max_order_qty",
+            "max_order_notional",
+            "max_position_qty",
+            "max_open_orders",
+            "daily_loss_limit",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class RiskLimitWriteSerializer(serializers.Serializer):
+    """Set the limits of one scope: no symbol and no account = the whole venue. Omitted limits
+    keep their value; null removes a limit at this level."""
+
+    symbol = serializers.CharField(max_length=32, required=False, allow_null=True)
+    account = serializers.IntegerField(required=False, allow_null=True)
+    price_band_pct = serializers.DecimalField(max_digits=7, decimal_places=3, required=False, allow_null=True)
+    max_order_qty = _amount()
+    max_order_notional = _amount()
+    max_position_qty = _amount()
+    max_open_orders = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    daily_loss_limit = _amount()
+
+
+class KillSwitchSerializer(serializers.ModelSerializer):
+    account = serializers.IntegerField(source="account_id", read_only=True, allow_null=True)
+    scope = serializers.CharField(source="scope_key", read_only=True)
+    engaged = serializers.BooleanField(source="is_engaged", read_only=True)
+
+    class Meta:
+        model = KillSwitch
+        fields = [
+            "id",
+            "scope",
+            "account",
+            "engaged",
+            "reason",
+            "engaged_by",
+            "engaged_at",
+            "canceled_orders",
+            "released_at",
+            "released_by",
+            "release_reason",
+        ]
+        read_only_fields = fields
+
+
+class KillSwitchEngageSerializer(serializers.Serializer):
+    account = serializers.IntegerField(required=False, allow_null=True, help_text="Omit for the whole venue.")
+    reason = serializers.CharField(max_length=255)
+
+
+class KillSwitchReleaseSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=255)

@@ -1,0 +1,11 @@
+"""Risk routes of /api/v1/ (included by portal/api/v1/urls.py)."""
+
+from rest_framework.routers import SimpleRouter
+
+from riskmgmt.api.v1 import views
+
+router = SimpleRouter(trailing_slash=False)
+router.register("risk-limits", views.RiskLimitViewSet, basename="risk-limit")
+router.register("kill-switches", views.KillSwitchViewSet, basename="kill-switch")
+
+urlpatterns = router.urls

@@ -1,0 +1,133 @@
+"""Operators' risk endpoints: risk limits per scope and kill switches (engage / release)."""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import mixins, status
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from marketdata.models import Instrument
+from portal.api.docs import PROBLEM_RESPONSES, problem
+from portal.api.views import ApiViewSet
+from portal.choices import Role
+from portal.errors import NotFoundError
+from riskmgmt.api.v1.serializers import (
+    KillSwitchEngageSerializer,
+    KillSwitchReleaseSerializer,
+    KillSwitchSerializer,
+    RiskLimitSerializer,
+    RiskLimitWriteSerializer,
+)
+from riskmgmt.checks import LIMIT_FIELDS
+from riskmgmt.models import KillSwitch, RiskLimit
+from riskmgmt.services import kill_switch_engage, kill_switch_release, risk_limit_delete, risk_limit_set
+from trading.models import TradingAccount
+
+
+class OperatorOnly:
+    read_role = Role.OPERATOR
+    write_role = Role.OPERATOR
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="Risk limits of every scope (operators)",
+        responses={200: RiskLimitSerializer(many=True), **PROBLEM_RESPONSES},
+    ),
+    retrieve=extend_schema(summary="One scope's limits", responses={200: RiskLimitSerializer, **PROBLEM_RESPONSES}),
+    destroy=extend_schema(summary="Remove a scope's limits", responses={204: None, **PROBLEM_RESPONSES}),
+)
+class RiskLimitViewSet(
+    OperatorOnly, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, ApiViewSet
+):
+    serializer_class = RiskLimitSerializer
+    pagination_class = None
+    lookup_value_regex = r"\d+"
+
+    def get_queryset(self):
+        return RiskLimit.objects.select_related("instrument", "account").order_by("id")
+
+    @extend_schema(
+        summary="Set the limits of a scope (venue, symbol, account, or account on a symbol); audited",
+        request=RiskLimitWriteSerializer,
+        responses={200: RiskLimitSerializer, **PROBLEM_RESPONSES},
+    )
+    def create(self, request):
+        payload = RiskLimitWriteSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = dict(payload.validated_data)
+        symbol, account_id = data.pop("symbol", None), data.pop("account", None)
+        instrument = None
+        if symbol:
+            instrument = Instrument.objects.filter(symbol__iexact=symbol).first()
+            if instrument is None:
+                raise NotFoundError("UNKNOWN_SYMBOL", f"No instrument {symbol!r}.")
+        account = get_object_or_404(TradingAccount, pk=account_id) if account_id else None
+        limit = risk_limit_set(
+            actor=request.auth or request.user,
+            account=account,
+            instrument=instrument,
+            values={name: value for name, value in data.items() if name in LIMIT_FIELDS},
+        )
+        return Response(RiskLimitSerializer(limit).data, status=status.HTTP_200_OK)
+
+    def perform_destroy(self, instance):
+        risk_limit_delete(limit=instance, actor=self.request.auth or self.request.user)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="Kill switches, engaged and released (operators)",
+        responses={200: KillSwitchSerializer(many=True), **PROBLEM_RESPONSES},
+    ),
+    retrieve=extend_schema(summary="One kill switch", responses={200: KillSwitchSerializer, **PROBLEM_RESPONSES}),
+)
+class KillSwitchViewSet(OperatorOnly, mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
+    serializer_class = KillSwitchSerializer
+    pagination_class = None
+    lookup_value_regex = r"\d+"
+
+    def get_queryset(self):
+        return KillSwitch.objects.order_by("-id")[:500]
+
+    def get_object(self):
+        return get_object_or_404(KillSwitch, pk=self.kwargs["pk"])
+
+    @extend_schema(
+        summary="Engage a kill switch (venue or one account): cancels every open order in scope, refuses new ones",
+        request=KillSwitchEngageSerializer,
+        responses={
+            201: KillSwitchSerializer,
+            **PROBLEM_RESPONSES,
+            409: problem("Already engaged for this scope", "KILL_SWITCH_ENGAGED", 409),
+        },
+    )
+    def create(self, request):
+        payload = KillSwitchEngageSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        account_id = payload.validated_data.get("account")
+        account = get_object_or_404(TradingAccount, pk=account_id) if account_id else None
+        switch = kill_switch_engage(
+            account=account, reason=payload.validated_data["reason"], actor=request.auth or request.user
+        )
+        return Response(KillSwitchSerializer(switch).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Release a kill switch",
+        request=KillSwitchReleaseSerializer,
+        responses={
+            200: KillSwitchSerializer,
+            **PROBLEM_RESPONSES,
+            409: problem("Already released", "KILL_SWITCH_RELEASED", 409),
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def release(self, request, pk=None):
+        payload = KillSwitchReleaseSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        switch = kill_switch_release(
+            switch=self.get_object(), reason=payload.validated_data["reason"], actor=request.auth or request.user
+        )
+        return Response(KillSwitchSerializer(switch).data)

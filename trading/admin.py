@@ -1,0 +1,180 @@
+"""Admin of trading: accounts (deposits / withdrawals and kill switch as actions), and read-only
+orders (cancel selected), trades, balances, positions and the ledger. Money never moves by
+editing a row here: every action goes through the services and the ledger."""
+
+from django import forms
+from django.contrib import admin
+
+from audit.admin_mixins import AuditedAdminMixin
+from marketdata.models import Asset
+from portal.admin_actions import ReasonForm, action_with_form
+from riskmgmt.services import kill_switch_engage
+from trading.choices import OPEN_STATUSES
+from trading.models import Balance, LedgerEntry, Order, Position, Trade, TradingAccount
+from trading.services import deposit_create, order_cancel, withdrawal_create
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class TransferForm(forms.Form):
+    direction = forms.ChoiceField(choices=[("deposit", "Deposit"), ("withdrawal", "Withdrawal")])
+    asset = forms.ModelChoiceField(queryset=Asset.objects.all())
+    amount = forms.DecimalField(max_digits=28, decimal_places=8, min_value=0)
+    reason = forms.CharField(max_length=255, help_text="Kept in the ledger and the audit log.")
+
+
+class BalanceInline(admin.TabularInline):
+    model = Balance
+    extra = 0
+    can_delete = False
+    fields = ("asset", "free", "locked", "updated_at")
+    readonly_fields = ("asset", "free", "locked", "updated_at")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(TradingAccount)
+class TradingAccountAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    list_display = ["id", "name", "owner", "kind", "stp_mode", "is_active", "created_at"]
+    list_filter = ["kind", "is_active", "stp_mode"]
+    search_fields = ["name", "owner__username"]
+    autocomplete_fields = ["owner"]
+    inlines = [BalanceInline]
+    actions = ["transfer", "engage_kill_switch"]
+
+    @admin.action(description="Deposit or withdraw (one account; reason required)")
+    def transfer(self, request, queryset):
+        def apply(data):
+            if queryset.count() != 1:
+                return "Select exactly one account for a deposit or withdrawal."
+            service = deposit_create if data["direction"] == "deposit" else withdrawal_create
+            applied = service(
+                account=queryset.get(),
+                asset=data["asset"],
+                amount=data["amount"],
+                reason=data["reason"],
+                actor=request.user,
+            )
+            return (
+                f"{data['direction'].capitalize()} of {data['amount']} {data['asset']} booked; free now {applied.free}."
+            )
+
+        return action_with_form(
+            self, request, queryset, title="Deposit or withdraw", form_class=TransferForm, apply=apply
+        )
+
+    @admin.action(description="Engage the kill switch of selected accounts (cancels their open orders)")
+    def engage_kill_switch(self, request, queryset):
+        def apply(data):
+            canceled = 0
+            for account in queryset:
+                canceled += kill_switch_engage(
+                    account=account, reason=data["reason"], actor=request.user
+                ).canceled_orders
+            return f"Kill switch engaged for {queryset.count()} account(s); {canceled} open order(s) canceled."
+
+        return action_with_form(self, request, queryset, title="Engage kill switch", form_class=ReasonForm, apply=apply)
+
+
+@admin.register(Order)
+class OrderAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "instrument",
+        "account",
+        "side",
+        "type",
+        "price",
+        "quantity",
+        "executed_qty",
+        "status",
+        "reject_reason",
+        "created_at",
+    ]
+    list_filter = ["status", "side", "type", "instrument", "account__kind"]
+    search_fields = ["=id", "client_order_id", "account__name", "account__owner__username"]
+    list_select_related = ["instrument", "account"]
+    date_hierarchy = "created_at"
+    actions = ["cancel_selected"]
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Cancel selected open orders")
+    def cancel_selected(self, request, queryset):
+        def apply(data):
+            orders = list(queryset.filter(status__in=OPEN_STATUSES))
+            for order in orders:
+                order_cancel(order=order, actor=request.user, reason=data["reason"])
+            return f"Canceled {len(orders)} open order(s); {queryset.count() - len(orders)} were no longer open."
+
+        return action_with_form(self, request, queryset, title="Cancel orders", form_class=ReasonForm, apply=apply)
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        if not request.user.has_perm("trading.change_order"):
+            actions.pop("cancel_selected", None)
+        return actions
+
+
+@admin.register(Trade)
+class TradeAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "instrument",
+        "price",
+        "quantity",
+        "aggressor_side",
+        "maker_order",
+        "taker_order",
+        "executed_at",
+    ]
+    list_filter = ["instrument", "aggressor_side"]
+    search_fields = ["=id", "=maker_order__id", "=taker_order__id"]
+    list_select_related = ["instrument"]
+    date_hierarchy = "executed_at"
+
+
+@admin.register(Balance)
+class BalanceAdmin(ReadOnlyAdmin):
+    list_display = ["account", "asset", "free", "locked", "updated_at"]
+    list_filter = ["asset"]
+    search_fields = ["account__name", "account__owner__username"]
+    list_select_related = ["account", "asset"]
+
+
+@admin.register(Position)
+class PositionAdmin(ReadOnlyAdmin):
+    list_display = ["account", "instrument", "quantity", "average_price", "realized_pnl", "fees_paid", "updated_at"]
+    list_filter = ["instrument"]
+    list_select_related = ["account", "instrument"]
+
+
+@admin.register(LedgerEntry)
+class LedgerEntryAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "account",
+        "asset",
+        "kind",
+        "free_delta",
+        "locked_delta",
+        "free_after",
+        "locked_after",
+        "reason",
+        "created_at",
+    ]
+    list_filter = ["kind", "asset"]
+    search_fields = ["account__name", "account__owner__username", "reason", "=order__id", "=trade__id"]
+    list_select_related = ["account", "asset"]
+    date_hierarchy = "created_at"

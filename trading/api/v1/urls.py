@@ -1,0 +1,17 @@
+"""Trading routes of /api/v1/ (included by portal/api/v1/urls.py)."""
+
+from rest_framework.routers import SimpleRouter
+
+from trading.api.v1 import views
+
+router = SimpleRouter(trailing_slash=False)
+router.register("accounts", views.TradingAccountViewSet, basename="account")
+router.register("orders", views.OrderViewSet, basename="order")
+router.register("trades", views.TradeViewSet, basename="trade")
+router.register("balances", views.BalanceViewSet, basename="balance")
+router.register("positions", views.PositionViewSet, basename="position")
+router.register("ledger", views.LedgerViewSet, basename="ledger")
+router.register("deposits", views.DepositViewSet, basename="deposit")
+router.register("withdrawals", views.WithdrawalViewSet, basename="withdrawal")
+
+urlpatterns = router.urls
