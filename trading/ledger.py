@@ -4,7 +4,7 @@ Changes are collected first and applied together, one row at a time in (account,
 order, so two transactions touching the same balances always lock them in the same order
 and never deadlock each other. Each UPDATE adds the net delta only if free and locked stay
 non-negative (no read-modify-write); a refused row raises `InsufficientBalance` and the
-caller's transaction rolls back. See docs/adr/0004-engine-locking.md.
+caller's transaction rolls back. See docs/adr/0004-engine-locking-and-money-movement.md.
 """
 
 from __future__ import annotations
