@@ -184,7 +184,7 @@ def audit_record_many(specs: list[AuditSpec]) -> list[AuditEvent]:
     for attempt in range(_INSERT_ATTEMPTS):
         try:
             with transaction.atomic():
-                _lock_chain()
+                _lock_chain()  # its own statement: a read in the same statement would use an older snapshot
                 last = AuditEvent.objects.order_by("-seq").values_list("seq", "hash").first()
                 seq, prev_hash = (last[0], last[1]) if last else (0, GENESIS_HASH)
                 now = timezone.now()

@@ -1,6 +1,7 @@
 """Pre-trade risk: the rules an order must pass before it may lock funds and match.
 
-Reads only (limits, kill switches, the account's position, open orders and today's P&L);
+Reads only (limits, kill switches, the account's position, free balance, open orders and
+today's P&L), the common ones in one round trip (`pre_trade_snapshot`);
 the engine calls `pre_trade_check` under the instrument lock and stores a refused order as
 REJECTED with the stable reason code raised here.
 """
@@ -11,10 +12,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
+from django.db import connection
 
 from marketdata.models import Instrument, InstrumentStatus
+from portal.decimals import AMOUNT_UNIT, ZERO
 from portal.errors import DomainError
-from riskmgmt.models import KillSwitch, RiskLimit, risk_limit_scope_key
+from riskmgmt.models import risk_limit_scope_key
 
 LIMIT_FIELDS = (
     "price_band_pct",
@@ -43,29 +46,82 @@ class EffectiveLimits:
     daily_loss_limit: Decimal | None = None
 
 
+def _scope_keys(account_id: int | None, instrument_id: int | None) -> list[str]:
+    keys = [risk_limit_scope_key(account_id=None, instrument_id=None)]
+    if instrument_id:
+        keys.append(risk_limit_scope_key(account_id=None, instrument_id=instrument_id))
+    if account_id:
+        keys.append(risk_limit_scope_key(account_id=account_id, instrument_id=None))
+    if account_id and instrument_id:
+        keys.append(risk_limit_scope_key(account_id=account_id, instrument_id=instrument_id))
+    return keys
+
+
+def _decimal(value) -> Decimal | None:
+    """A numeric from raw SQL: PostgreSQL answers Decimal, SQLite a float or int."""
+    if value is None or isinstance(value, Decimal):
+        return value
+    return Decimal(str(value)).quantize(AMOUNT_UNIT)
+
+
+def _limits_from(row) -> EffectiveLimits:
+    band, max_qty, max_notional, max_position, max_open, daily_loss = row
+    return EffectiveLimits(
+        price_band_pct=_decimal(band) or Decimal(str(settings.TRADING_DEFAULT_PRICE_BAND_PCT)),
+        max_order_qty=_decimal(max_qty),
+        max_order_notional=_decimal(max_notional),
+        max_position_qty=_decimal(max_position),
+        max_open_orders=int(max_open) if max_open is not None else None,
+        daily_loss_limit=_decimal(daily_loss),
+    )
+
+
+_LIMITS_SELECT = ", ".join(f"MIN({name})" for name in LIMIT_FIELDS)
+
+
 def limits_effective(*, account_id: int | None, instrument_id: int | None) -> EffectiveLimits:
     """The tightest value of each limit over the venue, instrument, account and
     account-on-instrument rows; the price band falls back to TRADING_DEFAULT_PRICE_BAND_PCT."""
-    keys = {risk_limit_scope_key(account_id=None, instrument_id=None)}
-    if instrument_id:
-        keys.add(risk_limit_scope_key(account_id=None, instrument_id=instrument_id))
-    if account_id:
-        keys.add(risk_limit_scope_key(account_id=account_id, instrument_id=None))
-    if account_id and instrument_id:
-        keys.add(risk_limit_scope_key(account_id=account_id, instrument_id=instrument_id))
-    tightest: dict[str, object] = {}
-    for row in RiskLimit.objects.filter(scope_key__in=keys).values(*LIMIT_FIELDS):
-        for name, value in row.items():
-            if value is not None and (name not in tightest or value < tightest[name]):
-                tightest[name] = value
-    tightest.setdefault("price_band_pct", Decimal(str(settings.TRADING_DEFAULT_PRICE_BAND_PCT)))
-    return EffectiveLimits(**tightest)  # type: ignore[arg-type]
+    keys = _scope_keys(account_id, instrument_id)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {_LIMITS_SELECT} FROM riskmgmt_risklimit "  # noqa: S608 - names only
+            f"WHERE scope_key IN ({', '.join(['%s'] * len(keys))})",
+            keys,
+        )
+        return _limits_from(cursor.fetchone())
 
 
-def kill_switch_engaged(*, account_id: int) -> bool:
-    return KillSwitch.objects.filter(
-        scope_key__in=("venue", f"account:{account_id}"), released_at__isnull=True
-    ).exists()
+@dataclass(frozen=True)
+class PreTradeSnapshot:
+    """Everything the pre-trade rules read, fetched in one round trip (the engine's hot path)."""
+
+    limits: EffectiveLimits
+    kill_switch_engaged: bool
+    position_qty: Decimal
+    free_balance: Decimal
+
+
+def pre_trade_snapshot(*, account_id: int, instrument_id: int, lock_asset_id: int) -> PreTradeSnapshot:
+    """Limits, kill switch, the account's position and free balance of `lock_asset_id`, in one query."""
+    keys = _scope_keys(account_id, instrument_id)
+    sql = (
+        f"SELECT {_LIMITS_SELECT}, "  # noqa: S608 - names only
+        "EXISTS (SELECT 1 FROM riskmgmt_killswitch WHERE scope_key IN ('venue', %s) AND released_at IS NULL), "
+        "(SELECT quantity FROM trading_position WHERE account_id = %s AND instrument_id = %s), "
+        "(SELECT free FROM trading_balance WHERE account_id = %s AND asset_id = %s) "
+        f"FROM riskmgmt_risklimit WHERE scope_key IN ({', '.join(['%s'] * len(keys))})"
+    )
+    params: list[str | int] = [f"account:{account_id}", account_id, instrument_id, account_id, lock_asset_id, *keys]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return PreTradeSnapshot(
+        limits=_limits_from(row[:6]),
+        kill_switch_engaged=bool(row[6]),
+        position_qty=_decimal(row[7]) or ZERO,
+        free_balance=_decimal(row[8]) or ZERO,
+    )
 
 
 def price_band(*, reference_price: Decimal, band_pct: Decimal) -> tuple[Decimal, Decimal]:
@@ -85,10 +141,11 @@ class OrderExposure:
     prices: tuple[Decimal, ...]
 
 
-def pre_trade_check(*, instrument: Instrument, exposure: OrderExposure, limits: EffectiveLimits) -> None:
+def pre_trade_check(*, instrument: Instrument, exposure: OrderExposure, snapshot: PreTradeSnapshot) -> None:
     """Raise RiskRejection with the first rule the order breaks, in the order a desk checks them."""
     from trading import selectors
 
+    limits = snapshot.limits
     if instrument.status != InstrumentStatus.TRADING:
         raise RiskRejection(
             "INSTRUMENT_HALTED",
@@ -96,7 +153,7 @@ def pre_trade_check(*, instrument: Instrument, exposure: OrderExposure, limits: 
             + (f": {instrument.status_reason}" if instrument.status_reason else "")
             + ").",
         )
-    if kill_switch_engaged(account_id=exposure.account_id):
+    if snapshot.kill_switch_engaged:
         raise RiskRejection("KILL_SWITCH", "A kill switch is engaged for this account or the venue.")
     low, high = price_band(reference_price=instrument.reference_price, band_pct=limits.price_band_pct)
     for price in exposure.prices:
@@ -113,16 +170,16 @@ def pre_trade_check(*, instrument: Instrument, exposure: OrderExposure, limits: 
             "MAX_NOTIONAL", f"Order value {exposure.notional} exceeds the maximum {limits.max_order_notional}."
         )
     if limits.max_position_qty is not None:
-        current = selectors.position_quantity(account_id=exposure.account_id, instrument_id=instrument.pk)
+        current = snapshot.position_qty
         signed = exposure.quantity if exposure.side == "BUY" else -exposure.quantity
         if abs(current + signed) > limits.max_position_qty and abs(current + signed) > abs(current):
             raise RiskRejection(
                 "MAX_POSITION",
                 f"The position would reach {current + signed}, beyond the limit of ±{limits.max_position_qty}.",
             )
-    if (
-        limits.max_open_orders is not None
-        and selectors.open_order_count(account_id=exposure.account_id) >= limits.max_open_orders
+    if limits.max_open_orders is not None and (
+        selectors.open_order_count(account_id=exposure.account_id, up_to=limits.max_open_orders)
+        >= limits.max_open_orders
     ):
         raise RiskRejection("MAX_OPEN_ORDERS", f"The account already has {limits.max_open_orders} open orders.")
     if limits.daily_loss_limit is not None:

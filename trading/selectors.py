@@ -31,8 +31,12 @@ def position_quantity(*, account_id: int, instrument_id: int) -> Decimal:
     return quantity if quantity is not None else ZERO
 
 
-def open_order_count(*, account_id: int) -> int:
-    return Order.objects.filter(account_id=account_id, status__in=OPEN_STATUSES).count()
+def open_order_count(*, account_id: int, up_to: int | None = None) -> int:
+    """Open orders of the account; with `up_to`, counting stops there (a limit check needs no more)."""
+    queryset = Order.objects.filter(account_id=account_id, status__in=OPEN_STATUSES)
+    if up_to is not None:
+        return queryset.values("pk")[:up_to].count()
+    return queryset.count()
 
 
 def realized_pnl_today(*, account_id: int) -> Decimal:

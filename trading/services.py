@@ -18,7 +18,7 @@ from audit.services import audit_record
 from marketdata.models import Asset, Instrument, Venue
 from portal.decimals import ceil_to, fits_storage, floor_to
 from portal.errors import ConflictError, DomainError
-from riskmgmt.checks import OrderExposure, RiskRejection, limits_effective, pre_trade_check, price_band
+from riskmgmt.checks import OrderExposure, RiskRejection, pre_trade_check, pre_trade_snapshot, price_band
 from trading import selectors
 from trading.choices import (
     LIMIT_TYPES,
@@ -41,7 +41,7 @@ from trading.engine import (
 )
 from trading.events import balance_event, order_event, publish_after_commit
 from trading.ledger import AppliedBalance, BalanceChange, InsufficientBalance, LedgerBatch, balance_changes_apply
-from trading.models import Balance, Order, TradingAccount
+from trading.models import Order, TradingAccount
 from trading.order_rules import (
     OrderRejected,
     OrderRequest,
@@ -291,7 +291,6 @@ def _order_enter(
                 f"An open order with client_order_id {request.client_order_id!r} exists on this account.",
                 status=409,
             )
-    limits = limits_effective(account_id=account.pk, instrument_id=instrument.pk)
     order = Order(
         account=account,
         instrument=instrument,
@@ -308,7 +307,10 @@ def _order_enter(
         is_working=request.type not in STOP_TYPES,
         replaces=replaces,
     )
-    order.lock_price = _lock_price(order, instrument, limits.price_band_pct)
+    snapshot = pre_trade_snapshot(
+        account_id=account.pk, instrument_id=instrument.pk, lock_asset_id=lock_asset_id(order, instrument)
+    )
+    order.lock_price = _lock_price(order, instrument, snapshot.limits.price_band_pct)
     exposure = OrderExposure(
         account_id=account.pk,
         side=request.side,
@@ -317,7 +319,7 @@ def _order_enter(
         prices=tuple(price for price in (request.price, request.stop_price) if price is not None),
     )
     try:
-        pre_trade_check(instrument=instrument, exposure=exposure, limits=limits)
+        pre_trade_check(instrument=instrument, exposure=exposure, snapshot=snapshot)
     except RiskRejection as refusal:
         raise OrderRejected(refusal.code, refusal.message) from refusal
     if order.type in STOP_TYPES:
@@ -333,16 +335,13 @@ def _order_enter(
                 "LIMIT_MAKER_WOULD_CROSS", f"A LIMIT_MAKER order at {order.price} would trade at {best}."
             )
     lock = lock_required(order, instrument)
-    free = (
-        Balance.objects.filter(account=account, asset_id=lock_asset_id(order, instrument))
-        .values_list("free", flat=True)
-        .first()
-    )
-    if free is None or free < lock:
+    if snapshot.free_balance < lock:
         raise OrderRejected(
-            "INSUFFICIENT_BALANCE", f"This order needs {lock.normalize()} free; the account has {free or 0}."
+            "INSUFFICIENT_BALANCE",
+            f"This order needs {lock.normalize()} free; the account has {snapshot.free_balance.normalize()}.",
         )
     order.priority = session.next_priority()
+    order.locked_amount = lock
     try:
         order.save(force_insert=True)
     except IntegrityError as error:
@@ -351,7 +350,7 @@ def _order_enter(
             f"An open order with client_order_id {request.client_order_id!r} exists on this account.",
             status=409,
         ) from error
-    session.lock_funds(order, lock)
+    session.lock_funds(order)
     session.enter(order)
     return order
 
