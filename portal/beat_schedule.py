@@ -13,6 +13,11 @@ BEAT_SCHEDULE = {
         "schedule": crontab(minute=17),
         "options": {"expires": 3000},
     },
+    "trading-reconcile": {
+        "task": "trading.reconcile",
+        "schedule": crontab(minute=29),
+        "options": {"expires": 3000},
+    },
     "api-keys-purge": {
         "task": "portal.api_keys_purge",
         "schedule": crontab(hour=3, minute=41),

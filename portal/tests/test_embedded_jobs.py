@@ -34,7 +34,7 @@ def test_enqueued_job_runs_in_process_only_after_commit(settings):
 
 def test_schedule_entries_fall_due_after_their_interval():
     now = timezone.now()
-    fresh = {"heartbeat": now, "idempotency-purge": now, "api-keys-purge": now}
+    fresh = {"heartbeat": now, "idempotency-purge": now, "api-keys-purge": now, "trading-reconcile": now}
     assert _due_entries(fresh) == []
     stale = {**fresh, "heartbeat": now - timedelta(seconds=31)}
     assert _due_entries(stale) == ["heartbeat"]

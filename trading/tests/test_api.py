@@ -254,3 +254,39 @@ def test_order_list_query_count_does_not_grow_with_rows(alice, django_assert_max
         _order(alice, price=price)
     with django_assert_max_num_queries(8):
         assert len(alice.get("/api/v1/orders").json()["results"]) == 5
+
+
+def test_account_settings_fills_by_id_and_ledger_filters(alice, bob, alice_account):
+    changed = alice.patch(f"/api/v1/accounts/{alice_account.pk}", {"stp_mode": "EXPIRE_BOTH"}, format="json")
+    assert changed.status_code == 200 and changed.json()["stp_mode"] == "EXPIRE_BOTH"
+    assert bob.patch(f"/api/v1/accounts/{alice_account.pk}", {"name": "mine"}, format="json").status_code == 404
+    _order(bob, side="SELL", price="100")
+    _order(alice, price="100", client_order_id="c-1")
+    fill = alice.get("/api/v1/trades").json()["results"][0]
+    assert alice.get(f"/api/v1/trades/{fill['id']}").json()["role"] == "TAKER"
+    by_id = alice.get("/api/v1/orders/by-client-id/c-1", {"account": alice_account.pk}).json()
+    assert by_id["status"] == "FILLED"
+    assert alice.get("/api/v1/orders/by-client-id/nope").status_code == 404
+    fees = alice.get("/api/v1/ledger", {"kind": "FEE"}).json()["results"]
+    assert [entry["kind"] for entry in fees] == ["FEE"] and fees[0]["trade"] == fill["id"]
+
+
+def test_operators_list_and_remove_limits_and_list_kill_switches(operator, alice, alice_account):
+    created = operator.post("/api/v1/risk-limits", {"account": alice_account.pk, "max_open_orders": 1}, format="json")
+    assert _order(alice).status_code == 201
+    assert _order(alice, price="94").json()["code"] == "MAX_OPEN_ORDERS"
+    assert [limit["scope"] for limit in operator.get("/api/v1/risk-limits").json()] == [f"account:{alice_account.pk}"]
+    assert operator.delete(f"/api/v1/risk-limits/{created.json()['id']}").status_code == 204
+    assert _order(alice, price="94").status_code == 201
+    assert AuditEvent.objects.filter(action="risk_limit.delete").exists()
+    operator.post("/api/v1/kill-switches", {"reason": "venue drill"}, format="json")
+    switches = operator.get("/api/v1/kill-switches").json()
+    assert switches[0]["scope"] == "venue" and switches[0]["canceled_orders"] == 2
+    assert alice.get("/api/v1/kill-switches").status_code == 403
+
+
+def test_operators_withdraw_through_the_ledger(operator, alice_account):
+    body = {"account": alice_account.pk, "asset": "BTC", "amount": "1.5", "reason": "client payout"}
+    response = operator.post("/api/v1/withdrawals", body, format="json")
+    assert response.status_code == 201 and response.json()["free"] == "3.50000000"
+    assert operator.post("/api/v1/deposits", {**body, "asset": "DOGE"}, format="json").json()["code"] == "UNKNOWN_ASSET"

@@ -37,3 +37,17 @@ def test_a_crossed_book_and_a_wrong_order_lock_are_reported(funded_account, plac
         call_command("reconcile")
     out = capsys.readouterr().out
     assert "book_not_crossed" in out and "order_lock_exact" in out
+
+
+def test_the_scheduled_reconcile_reports_breaks_in_the_audit_log(funded_account):
+    from audit.models import AuditEvent
+    from trading.tasks import reconcile
+
+    account = funded_account("alice", USDT="100")
+    assert reconcile.apply().get()["ok"] is True
+    assert not AuditEvent.objects.filter(action="reconcile.break").exists()
+    Balance.objects.filter(account=account).update(locked=D("1"))
+    summary = reconcile.apply().get()
+    assert summary["ok"] is False and summary["breaks"] >= 1
+    event = AuditEvent.objects.get(action="reconcile.break")
+    assert any("balance_equals_ledger" in line for line in event.after["first_breaks"])

@@ -1,0 +1,26 @@
+"""Celery entry points of the trading app; each calls one service."""
+
+from __future__ import annotations
+
+import structlog
+from celery import shared_task
+
+from audit.services import audit_record
+from trading.reconcile import reconcile_run
+
+logger = structlog.get_logger("trading.reconcile")
+
+
+@shared_task(name="trading.reconcile", time_limit=1800, soft_time_limit=1700, max_retries=0)
+def reconcile() -> dict:
+    """The scheduled `manage.py reconcile`: logs the verdict; a break is also an audit event,
+    so operators find it in the audit log. Reads only, so a rerun is always safe."""
+    report = reconcile_run()
+    summary = {"ok": report.ok, "checked": report.checked, "breaks": len(report.breaks)}
+    if report.ok:
+        logger.info("reconcile_clean", **summary)
+    else:
+        details = [f"[{item.check}] {item.detail}" for item in report.breaks[:50]]
+        logger.error("reconcile_breaks", first_breaks=details, **summary)
+        audit_record(action="reconcile.break", actor="reconcile", after={**summary, "first_breaks": details})
+    return summary
