@@ -30,6 +30,7 @@ from django.utils import timezone
 from audit.services import AuditSpec, audit_record_many
 from marketdata.models import Instrument
 from portal.decimals import ceil_amount, ceil_to, floor_amount, floor_to
+from portal.errors import NotFoundError
 from trading.choices import (
     MARKET_TYPES,
     OPEN_STATUSES,
@@ -155,14 +156,19 @@ class MatchingSession:
     # -- lock and identity map ------------------------------------------------------------
 
     @classmethod
-    def open(cls, instrument_id: int, *, actor: Any, batch: LedgerBatch | None = None) -> MatchingSession:
-        """Take the instrument's lock (until the transaction ends) and start a session on it."""
-        instrument = (
+    def open(cls, instrument: int | str, *, actor: Any, batch: LedgerBatch | None = None) -> MatchingSession:
+        """Take the instrument's lock (until the transaction ends) and start a session on it.
+        `instrument` is its id, or its symbol (any case; an unknown one is 404 UNKNOWN_SYMBOL)."""
+        lookup = {"symbol__iexact": instrument} if isinstance(instrument, str) else {"pk": instrument}
+        locked = (
             Instrument.objects.select_for_update(no_key=True, of=("self",))
             .select_related("base", "quote")
-            .get(pk=instrument_id)
+            .filter(**lookup)
+            .first()
         )
-        return cls(instrument, actor=actor, batch=batch)
+        if locked is None:
+            raise NotFoundError("UNKNOWN_SYMBOL", f"No instrument {instrument!r}.")
+        return cls(locked, actor=actor, batch=batch)
 
     def adopt(self, order: Order) -> Order:
         """The session's copy of `order` (the first one seen wins: it carries this transaction's changes)."""

@@ -105,6 +105,15 @@ def account_get_visible(*, user, account_id: int) -> TradingAccount:
     return account
 
 
+def account_for_orders(*, user, account_id: int) -> TradingAccount:
+    """The account `user` may place orders on: their own (admins: any). 404 otherwise, so the
+    ids of other users' accounts are never confirmed."""
+    account = TradingAccount.objects.filter(pk=account_id).first()
+    if account is None or (account.owner_id != user.pk and not user.has_role_at_least(Role.ADMIN)):
+        raise NotFoundError("not_found", f"No trading account #{account_id} among your accounts.")
+    return account
+
+
 def account_default_for(user) -> TradingAccount | None:
     """The user's first active trading account (when a request names none)."""
     return TradingAccount.objects.filter(owner=user, is_active=True).order_by("id").first()

@@ -153,16 +153,19 @@ def withdrawal_create(*, account: TradingAccount, asset: Asset, amount: Decimal,
 # -- orders --------------------------------------------------------------------------------------
 
 
-def order_place(*, account: TradingAccount, instrument: Instrument, request: OrderRequest, actor: Any) -> Order:
+def order_place(*, account: TradingAccount, instrument: Instrument | str, request: OrderRequest, actor: Any) -> Order:
     """Place an order: validate, risk-check, lock funds, match, all in one transaction.
 
+    `instrument` may be given by symbol: the lock then finds it (one query less per order).
     A refused order is stored as REJECTED with its reason code (and audited) in a
     transaction of its own, then `OrderRejected` is raised carrying it.
     """
     request = order_request_normalized(request)
+    locked: list[Instrument] = []
 
     def work() -> Order:
-        session = MatchingSession.open(instrument.pk, actor=actor)
+        session = MatchingSession.open(instrument if isinstance(instrument, str) else instrument.pk, actor=actor)
+        locked[:] = [session.instrument]
         order = _order_enter(session, account=account, request=request)
         _flush_or_reject(session)
         return order
@@ -170,7 +173,7 @@ def order_place(*, account: TradingAccount, instrument: Instrument, request: Ord
     try:
         return atomic_with_retry(work)
     except OrderRejected as rejection:
-        _rejection_store(rejection, account=account, instrument=instrument, request=request, actor=actor)
+        _rejection_store(rejection, account=account, instrument=locked[0], request=request, actor=actor)
         raise
 
 

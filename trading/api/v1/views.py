@@ -177,10 +177,7 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet)
             if account is None:
                 raise DomainError("NO_ACCOUNT", "You have no trading account; open one first.", status=409)
             return account
-        account = selectors.account_get_visible(user=user, account_id=account_id)
-        if account.owner_id != user.pk and not user.has_role_at_least(Role.ADMIN):
-            raise NotFoundError("not_found", f"No trading account #{account_id} among your accounts.")
-        return account
+        return selectors.account_for_orders(user=user, account_id=account_id)
 
     @extend_schema(
         summary="Place an order",
@@ -237,9 +234,8 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet)
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
         account = self._account(data.get("account"))
-        instrument = _instrument_by_symbol(data["symbol"])
         order = services.order_place(
-            account=account, instrument=instrument, request=_request_from(data), actor=_actor(request)
+            account=account, instrument=data["symbol"], request=_request_from(data), actor=_actor(request)
         )
         return Response(OrderSerializer(order).data, status=status.HTTP_201_CREATED)
 
