@@ -26,6 +26,19 @@ def _snapshot(obj: models.Model, field_names: list[str] | None = None) -> dict[s
     return values
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """An admin that shows rows and never adds, changes or deletes them (logs, ledgers)."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 class AuditedAdminMixin(admin.ModelAdmin):
     """Mix into a ModelAdmin (before admin.ModelAdmin) to audit its edits in their transaction."""
 

@@ -52,12 +52,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.api_overhead import (  # noqa: E402 - the repository root must be importable first
     BIN,
-    HIGH_RATE,
+    DB_NAME,
     PG_ADMIN,
     PG_HOST,
     PG_PORT,
     REDIS_URL,
     ROOT,
+    base_env,
     http_get,
     log,
     machine_info,
@@ -67,30 +68,13 @@ from bench.api_overhead import (  # noqa: E402 - the repository root must be imp
 )
 
 RESULTS = ROOT / "bench" / "results"
-DB_NAME = "tradeport_bench"
 PGBENCH_DB = "tradeport_pgbench"
 
 
 def env_for(appname: str) -> dict[str, str]:
-    env = dict(os.environ)
-    for name in ("DB_POOL", "DB_POOL_MIN", "DB_POOL_MAX", "DB_CONN_MAX_AGE", "SECURE_SSL_REDIRECT"):
-        env.pop(name, None)
-    env.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "bench.settings",
-            "DATABASE_URL": f"postgres://{PG_ADMIN}@{PG_HOST}:{PG_PORT}/{DB_NAME}",
-            "REDIS_URL": REDIS_URL,
-            "DEBUG": "0",
-            "LOG_LEVEL": "WARNING",
-            "RATELIMIT_READ": HIGH_RATE,
-            "RATELIMIT_WRITE": HIGH_RATE,
-            "RATELIMIT_TRADE": HIGH_RATE,
-            "RATELIMIT_ANONYMOUS": HIGH_RATE,
-            "PGAPPNAME": appname,
-            "PYTHONDONTWRITEBYTECODE": "1",
-        }
-    )
-    return env
+    """The bench servers' environment (bench/api_overhead.py's), connecting as the admin role:
+    this bench creates no per-server roles."""
+    return base_env(PG_ADMIN, appname)
 
 
 def manage(args: list[str], timeout: int = 900) -> subprocess.CompletedProcess:

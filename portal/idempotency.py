@@ -100,6 +100,22 @@ def idempotency_begin(*, scope: str, key: str, method: str, path: str, fingerpri
     raise ConflictError("idempotency_request_in_progress", "The Idempotency-Key is contended; retry later.")
 
 
+def idempotency_claim_form(*, user_id: int, token: str, path: str) -> IdempotencyRecord | None:
+    """Claim a rendered portal form's one-time token, so sending the form twice (reload,
+    double click) acts once. None: this form was already sent, or is being handled."""
+    try:
+        start = idempotency_begin(
+            scope=f"web:{user_id}",
+            key=token,
+            method="POST",
+            path=path,
+            fingerprint=request_fingerprint(method="POST", path=path, body=token.encode()),
+        )
+    except DomainError:
+        return None
+    return None if start.replay else start.record
+
+
 def idempotency_complete(*, record: IdempotencyRecord, status: int, body, headers: dict[str, str]) -> None:
     """Store the answer for replays, or release the key when the outcome may change on retry."""
     if status >= 500 or status in RETRYABLE_STATUSES:

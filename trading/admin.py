@@ -5,24 +5,13 @@ editing a row here: every action goes through the services and the ledger."""
 from django import forms
 from django.contrib import admin
 
-from audit.admin_mixins import AuditedAdminMixin
+from audit.admin_mixins import AuditedAdminMixin, ReadOnlyAdmin
 from marketdata.models import Asset
 from portal.admin_actions import ReasonForm, action_with_form
 from riskmgmt.services import kill_switch_engage
 from trading.choices import OPEN_STATUSES
 from trading.models import Balance, LedgerEntry, Order, Position, Trade, TradingAccount
 from trading.services import deposit_create, order_cancel, withdrawal_create
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class TransferForm(forms.Form):
@@ -106,9 +95,6 @@ class OrderAdmin(ReadOnlyAdmin):
     list_select_related = ["instrument", "account"]
     date_hierarchy = "created_at"
     actions = ["cancel_selected"]
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
     @admin.action(description="Cancel selected open orders")
     def cancel_selected(self, request, queryset):

@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from audit.services import AuditSpec, audit_record_many
 from marketdata.models import Instrument
-from portal.decimals import ceil_amount, ceil_to, floor_amount, floor_to
+from portal.decimals import ZERO, ceil_amount, ceil_to, floor_amount, floor_to
 from portal.errors import NotFoundError
 from trading.choices import (
     MARKET_TYPES,
@@ -353,76 +353,23 @@ class MatchingSession:
         order.executed_quote += notional
         order.fees_paid += fee
         side_reason = f"{order.side} {quantity} {instrument.symbol} @ {trade.price}"
+
+        def book(asset_id: int, kind: str, *, free: Decimal = ZERO, locked: Decimal = ZERO) -> None:
+            reason = "fee" if kind == LedgerKind.FEE else side_reason
+            self.batch.add(BalanceChange(order.account_id, asset_id, kind, free, locked, reason, order, trade))
+
         if order.side == Side.BUY:
+            # The buyer pays price × quantity and its fee from the quote it locked, and receives the base.
             order.locked_amount -= notional + fee
-            self.batch.add(
-                BalanceChange(
-                    order.account_id,
-                    instrument.quote_id,
-                    LedgerKind.TRADE,
-                    locked_delta=-notional,
-                    reason=side_reason,
-                    order=order,
-                    trade=trade,
-                )
-            )
-            self.batch.add(
-                BalanceChange(
-                    order.account_id,
-                    instrument.quote_id,
-                    LedgerKind.FEE,
-                    locked_delta=-fee,
-                    reason="fee",
-                    order=order,
-                    trade=trade,
-                )
-            )
-            self.batch.add(
-                BalanceChange(
-                    order.account_id,
-                    instrument.base_id,
-                    LedgerKind.TRADE,
-                    free_delta=quantity,
-                    reason=side_reason,
-                    order=order,
-                    trade=trade,
-                )
-            )
+            book(instrument.quote_id, LedgerKind.TRADE, locked=-notional)
+            book(instrument.quote_id, LedgerKind.FEE, locked=-fee)
+            book(instrument.base_id, LedgerKind.TRADE, free=quantity)
         else:
+            # The seller delivers the base it locked, and receives the quote less its fee.
             order.locked_amount -= quantity
-            self.batch.add(
-                BalanceChange(
-                    order.account_id,
-                    instrument.base_id,
-                    LedgerKind.TRADE,
-                    locked_delta=-quantity,
-                    reason=side_reason,
-                    order=order,
-                    trade=trade,
-                )
-            )
-            self.batch.add(
-                BalanceChange(
-                    order.account_id,
-                    instrument.quote_id,
-                    LedgerKind.TRADE,
-                    free_delta=notional,
-                    reason=side_reason,
-                    order=order,
-                    trade=trade,
-                )
-            )
-            self.batch.add(
-                BalanceChange(
-                    order.account_id,
-                    instrument.quote_id,
-                    LedgerKind.FEE,
-                    free_delta=-fee,
-                    reason="fee",
-                    order=order,
-                    trade=trade,
-                )
-            )
+            book(instrument.base_id, LedgerKind.TRADE, locked=-quantity)
+            book(instrument.quote_id, LedgerKind.TRADE, free=notional)
+            book(instrument.quote_id, LedgerKind.FEE, free=-fee)
         self._touch(order)
         position = self._position(order.account_id)
         signed = quantity if order.side == Side.BUY else -quantity
@@ -632,10 +579,6 @@ class MatchingSession:
                 existing, ["quantity", "average_price", "realized_pnl", "fees_paid", "updated_at"]
             )
         self._positions = {}
-
-    @property
-    def trades(self) -> list[Trade]:
-        return list(self._trades)
 
 
 @functools.cache

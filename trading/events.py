@@ -8,7 +8,7 @@ else that wants to know connects a receiver. Nothing is sent for rolled-back wor
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -29,7 +29,6 @@ class TradingEvent:
     account_ids: tuple[int, ...] = ()
     symbol: str = ""
     public: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _json_ready(value: dict[str, Any]) -> dict[str, Any]:

@@ -51,32 +51,23 @@ def realized_pnl_today(*, account_id: int) -> Decimal:
     return (as_maker or ZERO) + (as_taker or ZERO)
 
 
-def open_orders(*, account_ids, instrument_id: int | None = None, side: str | None = None) -> QuerySet[Order]:
-    queryset = Order.objects.filter(account_id__in=account_ids, status__in=OPEN_STATUSES)
-    if instrument_id is not None:
-        queryset = queryset.filter(instrument_id=instrument_id)
-    if side:
-        queryset = queryset.filter(side=side)
-    return queryset
-
-
 def trades_of_accounts(*, account_ids) -> QuerySet[Trade]:
     return Trade.objects.filter(Q(maker_account_id__in=account_ids) | Q(taker_account_id__in=account_ids))
 
 
-def accounts_visible_to(user) -> QuerySet[TradingAccount]:
-    """Operators see every account; anyone else only their own."""
-    queryset = TradingAccount.objects.select_related("owner", "venue")
+def _visible_to(user, queryset: QuerySet, owner_lookup: str = "account__owner") -> QuerySet:
+    """Operators see every row; anyone else only the rows of their own accounts."""
     if user.has_role_at_least(Role.OPERATOR):
         return queryset
-    return queryset.filter(owner=user)
+    return queryset.filter(**{owner_lookup: user})
+
+
+def accounts_visible_to(user) -> QuerySet[TradingAccount]:
+    return _visible_to(user, TradingAccount.objects.select_related("owner", "venue"), owner_lookup="owner")
 
 
 def orders_visible_to(user) -> QuerySet[Order]:
-    queryset = Order.objects.select_related("instrument", "account")
-    if user.has_role_at_least(Role.OPERATOR):
-        return queryset
-    return queryset.filter(account__owner=user)
+    return _visible_to(user, Order.objects.select_related("instrument", "account"))
 
 
 def order_get_visible(*, user, order_id: int) -> Order:
@@ -128,24 +119,15 @@ def trades_visible_to(user) -> QuerySet[Trade]:
 
 
 def balances_visible_to(user) -> QuerySet[Balance]:
-    queryset = Balance.objects.select_related("asset", "account")
-    if user.has_role_at_least(Role.OPERATOR):
-        return queryset
-    return queryset.filter(account__owner=user)
+    return _visible_to(user, Balance.objects.select_related("asset", "account"))
 
 
 def positions_visible_to(user) -> QuerySet[Position]:
-    queryset = Position.objects.select_related("instrument", "account")
-    if user.has_role_at_least(Role.OPERATOR):
-        return queryset
-    return queryset.filter(account__owner=user)
+    return _visible_to(user, Position.objects.select_related("instrument", "account"))
 
 
 def ledger_visible_to(user) -> QuerySet[LedgerEntry]:
-    queryset = LedgerEntry.objects.select_related("asset")
-    if user.has_role_at_least(Role.OPERATOR):
-        return queryset
-    return queryset.filter(account__owner=user)
+    return _visible_to(user, LedgerEntry.objects.select_related("asset"))
 
 
 _AMOUNT = DecimalField(max_digits=28, decimal_places=8)

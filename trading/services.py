@@ -7,6 +7,7 @@ Views, admin actions, tasks and the simulator call these; nothing else writes tr
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
@@ -19,7 +20,6 @@ from marketdata.models import Asset, Instrument, Venue
 from portal.decimals import ceil_to, fits_storage, floor_to
 from portal.errors import ConflictError, DomainError
 from riskmgmt.checks import OrderExposure, RiskRejection, pre_trade_check, pre_trade_snapshot, price_band
-from trading import selectors
 from trading.choices import (
     LIMIT_TYPES,
     OPEN_STATUSES,
@@ -30,6 +30,7 @@ from trading.choices import (
     OrderType,
     SelfTradePrevention,
     Side,
+    TimeInForce,
 )
 from trading.engine import (
     MatchingSession,
@@ -182,14 +183,7 @@ def order_cancel(*, order: Order, actor: Any, reason: str = "canceled by user") 
 
     def work() -> Order:
         session = MatchingSession.open(order.instrument_id, actor=actor)
-        current = session.order_get(order.pk)
-        if current is None or not current.is_open:
-            status = current.status if current else "UNKNOWN"
-            raise ConflictError(
-                "ORDER_NOT_OPEN",
-                f"Order #{order.pk} is {status}; only open orders can be canceled.",
-                extra={"order_status": status},
-            )
+        current = _open_order(session, order, "canceled")
         session.cancel(current, reason=reason)
         session.flush()
         return current
@@ -248,14 +242,7 @@ def order_cancel_replace(*, order: Order, request: OrderRequest, actor: Any) -> 
 
     def work() -> Order:
         session = MatchingSession.open(order.instrument_id, actor=actor)
-        current = session.order_get(order.pk)
-        if current is None or not current.is_open:
-            status = current.status if current else "UNKNOWN"
-            raise ConflictError(
-                "ORDER_NOT_OPEN",
-                f"Order #{order.pk} is {status}; only open orders can be replaced.",
-                extra={"order_status": status},
-            )
+        current = _open_order(session, order, "replaced")
         session.cancel(current, reason="replaced")
         # The new order may reuse the client order id: the old row must leave the open set first.
         Order.objects.filter(pk=current.pk).update(status=OrderStatus.CANCELED)
@@ -270,6 +257,49 @@ def order_cancel_replace(*, order: Order, request: OrderRequest, actor: Any) -> 
             rejection, account=account, instrument=order.instrument, request=request, actor=actor, replaces=order
         )
         raise
+
+
+def _open_order(session: MatchingSession, order: Order, verb: str) -> Order:
+    """The session's copy of `order` if it is still open; 409 ORDER_NOT_OPEN with its status otherwise."""
+    current = session.order_get(order.pk)
+    if current is None or not current.is_open:
+        status = current.status if current else "UNKNOWN"
+        raise ConflictError(
+            "ORDER_NOT_OPEN",
+            f"Order #{order.pk} is {status}; only open orders can be {verb}.",
+            extra={"order_status": status},
+        )
+    return current
+
+
+def _order_from_request(
+    request: OrderRequest, *, account: TradingAccount, instrument: Instrument, replaces: Order | None, **fields: Any
+) -> Order:
+    """An unsaved order carrying what the client asked for (the engine sets the rest)."""
+    return Order(
+        account=account,
+        instrument=instrument,
+        client_order_id=request.client_order_id,
+        side=request.side,
+        type=request.type,
+        time_in_force=request.time_in_force,
+        quantity=request.quantity,
+        quote_quantity=request.quote_quantity,
+        price=request.price,
+        stop_price=request.stop_price,
+        stp_mode=account.stp_mode,
+        max_fee_rate=instrument.taker_fee_rate,
+        replaces=replaces,
+        **fields,
+    )
+
+
+def _duplicate_client_order_id(request: OrderRequest) -> OrderRejected:
+    return OrderRejected(
+        "DUPLICATE_CLIENT_ORDER_ID",
+        f"An open order with client_order_id {request.client_order_id!r} exists on this account.",
+        status=409,
+    )
 
 
 def _order_enter(
@@ -289,26 +319,9 @@ def _order_enter(
         if replaces is not None:
             duplicate = duplicate.exclude(pk=replaces.pk)
         if duplicate.exists():
-            raise OrderRejected(
-                "DUPLICATE_CLIENT_ORDER_ID",
-                f"An open order with client_order_id {request.client_order_id!r} exists on this account.",
-                status=409,
-            )
-    order = Order(
-        account=account,
-        instrument=instrument,
-        client_order_id=request.client_order_id,
-        side=request.side,
-        type=request.type,
-        time_in_force=request.time_in_force,
-        quantity=request.quantity,
-        quote_quantity=request.quote_quantity,
-        price=request.price,
-        stop_price=request.stop_price,
-        stp_mode=account.stp_mode,
-        max_fee_rate=instrument.taker_fee_rate,
-        is_working=request.type not in STOP_TYPES,
-        replaces=replaces,
+            raise _duplicate_client_order_id(request)
+    order = _order_from_request(
+        request, account=account, instrument=instrument, replaces=replaces, is_working=request.type not in STOP_TYPES
     )
     snapshot = pre_trade_snapshot(
         account_id=account.pk, instrument_id=instrument.pk, lock_asset_id=lock_asset_id(order, instrument)
@@ -348,11 +361,7 @@ def _order_enter(
     try:
         order.save(force_insert=True)
     except IntegrityError as error:
-        raise OrderRejected(
-            "DUPLICATE_CLIENT_ORDER_ID",
-            f"An open order with client_order_id {request.client_order_id!r} exists on this account.",
-            status=409,
-        ) from error
+        raise _duplicate_client_order_id(request) from error
     session.lock_funds(order)
     session.enter(order)
     return order
@@ -394,27 +403,25 @@ def _rejection_store(
     if request.side not in Side.values or request.type not in OrderType.values:
         return
     now = timezone.now()
+    # What the client sent, cut to what the columns hold (the refusal may be about exactly that).
+    storable = dataclasses.replace(
+        request,
+        client_order_id=request.client_order_id[:64],
+        time_in_force=request.time_in_force if request.time_in_force in TimeInForce.values else "",
+    )
 
     def work() -> Order:
-        order = Order.objects.create(
+        order = _order_from_request(
+            storable,
             account=account,
             instrument=instrument,
-            client_order_id=request.client_order_id[:64],
-            side=request.side,
-            type=request.type,
-            time_in_force=request.time_in_force if request.time_in_force in ("GTC", "IOC", "FOK") else "",
-            quantity=request.quantity,
-            quote_quantity=request.quote_quantity,
-            price=request.price,
-            stop_price=request.stop_price,
-            stp_mode=account.stp_mode,
-            max_fee_rate=instrument.taker_fee_rate,
+            replaces=replaces,
             status=OrderStatus.REJECTED,
             reject_reason=rejection.code,
             is_working=False,
-            replaces=replaces,
             done_at=now,
         )
+        order.save(force_insert=True)
         audit_record(
             action="order.reject",
             actor=actor,
@@ -433,17 +440,3 @@ def _publish_balances(applied: list[AppliedBalance]) -> None:
         balance_event(account_id=b.account_id, asset_code=codes[b.asset_id], free=b.free, locked=b.locked)
         for b in applied
     )
-
-
-__all__ = [
-    "account_create",
-    "account_update",
-    "deposit_create",
-    "fee_account_ensure",
-    "order_cancel",
-    "order_cancel_all",
-    "order_cancel_replace",
-    "order_place",
-    "selectors",
-    "withdrawal_create",
-]

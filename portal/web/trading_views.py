@@ -16,7 +16,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from marketdata.models import Instrument
 from portal.choices import Role
 from portal.errors import DomainError
-from portal.idempotency import idempotency_begin, idempotency_complete, idempotency_release, request_fingerprint
+from portal.idempotency import idempotency_claim_form, idempotency_complete, idempotency_release
 from portal.web.trading_forms import FIELD_OF_CODE, OrderHistoryFilterForm, OrderTicketForm
 from trading import selectors, services
 from trading.choices import OPEN_STATUSES
@@ -55,18 +55,8 @@ def _current_instrument(request) -> Instrument:
 def _place_from_ticket(request, form: OrderTicketForm, account: TradingAccount, instrument: Instrument) -> Order | None:
     """Place the ticket's order once per rendered form (a double click or reload is not a second order)."""
     data = form.cleaned_data
-    token = data["form_token"]
-    try:
-        start = idempotency_begin(
-            scope=f"web:{request.user.pk}",
-            key=f"order:{token}",
-            method="POST",
-            path=request.path,
-            fingerprint=request_fingerprint(method="POST", path=request.path, body=token.encode()),
-        )
-    except DomainError:
-        start = None
-    if start is None or start.replay:
+    claim = idempotency_claim_form(user_id=request.user.pk, token=data["form_token"], path=request.path)
+    if claim is None:
         messages.info(request, "This ticket was already sent; the order is in your lists below.")
         return None
     order_request = OrderRequest(
@@ -83,13 +73,13 @@ def _place_from_ticket(request, form: OrderTicketForm, account: TradingAccount, 
         order = services.order_place(account=account, instrument=instrument, request=order_request, actor=request.user)
     except DomainError as error:
         if isinstance(error, OrderRejected) and error.order is not None:
-            idempotency_complete(record=start.record, status=422, body={"order": error.order.pk}, headers={})
+            idempotency_complete(record=claim, status=422, body={"order": error.order.pk}, headers={})
         else:
-            idempotency_release(record=start.record)
+            idempotency_release(record=claim)
         field = FIELD_OF_CODE.get(error.code)
         form.add_error(field if field in form.fields else None, f"{error.message} ({error.code})")
         return None
-    idempotency_complete(record=start.record, status=201, body={"order": order.pk}, headers={})
+    idempotency_complete(record=claim, status=201, body={"order": order.pk}, headers={})
     return order
 
 
@@ -162,7 +152,7 @@ def order_cancel_view(request, order_id: int):
     return redirect(request.POST.get("next") or reverse("portal:trade"))
 
 
-def _history_queryset(request, account: TradingAccount, form: OrderHistoryFilterForm):
+def _history_queryset(account: TradingAccount, form: OrderHistoryFilterForm):
     queryset = Order.objects.filter(account=account).select_related("instrument").order_by("-id")
     if not form.is_valid():
         return queryset.none()
@@ -214,7 +204,7 @@ def order_history(request):
     form = OrderHistoryFilterForm(request.GET or None)
     if account is None:
         return render(request, "portal/orders.html", {"form": form, "account": None, "accounts": []})
-    queryset = _history_queryset(request, account, form if request.GET else OrderHistoryFilterForm({}))
+    queryset = _history_queryset(account, form if request.GET else OrderHistoryFilterForm({}))
     if request.GET.get("format") == "csv":
         writer = csv.writer(_Echo())
 

@@ -27,7 +27,7 @@ from portal.authentication import (
 from portal.choices import Role
 from portal.errors import DomainError, NotFoundError
 from portal.health import health_report
-from portal.idempotency import idempotency_begin, idempotency_complete, idempotency_release, request_fingerprint
+from portal.idempotency import idempotency_claim_form, idempotency_complete, idempotency_release
 from portal.web.forms import ApiKeyCreateForm, LoginForm, OtpTokenForm
 
 
@@ -127,30 +127,21 @@ def api_keys(request):
         if form.is_valid():
             fields = dict(form.cleaned_data)
             token = fields.pop("form_token")
-            try:
-                start = idempotency_begin(
-                    scope=f"web:{user.pk}",
-                    key=token,
-                    method="POST",
-                    path=request.path,
-                    fingerprint=request_fingerprint(method="POST", path=request.path, body=token.encode()),
-                )
-            except DomainError:
-                start = None
-            if start is None or start.replay:
+            claim = idempotency_claim_form(user_id=user.pk, token=token, path=request.path)
+            if claim is None:
                 messages.info(request, "This form was already sent: the key exists and its secret was shown once.")
                 return redirect("portal:api-keys")
             try:
                 issued = api_key_create(user=user, actor=user, **fields)
             except DomainError as error:
-                idempotency_release(record=start.record)
+                idempotency_release(record=claim)
                 for field, problems in (error.errors or {}).items():
                     for problem in problems:
                         form.add_error(field if field in form.fields else None, problem)
                 if not error.errors:
                     form.add_error(None, error.message)
             else:
-                idempotency_complete(record=start.record, status=201, body={"api_key": issued.api_key.pk}, headers={})
+                idempotency_complete(record=claim, status=201, body={"api_key": issued.api_key.pk}, headers={})
                 # Shown on this response only; never stored in clear, never in the session.
                 return render(
                     request,

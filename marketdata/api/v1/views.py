@@ -18,20 +18,14 @@ from marketdata.api.v1.serializers import (
     VenueSerializer,
 )
 from marketdata.models import Instrument, InstrumentStatus, Venue
+from marketdata.selectors import instrument_get
 from portal.api.docs import PROBLEM_RESPONSES, problem
 from portal.api.permissions import IsAuthenticatedWithScope
 from portal.api.views import ApiView, ApiViewSet
 from portal.choices import Role
-from portal.errors import DomainError, NotFoundError
+from portal.errors import DomainError
 from riskmgmt.services import instrument_status_set
 from trading.selectors import book_depth, recent_trades
-
-
-def _instrument(symbol: str) -> Instrument:
-    instrument = Instrument.objects.select_related("venue", "base", "quote").filter(symbol__iexact=symbol).first()
-    if instrument is None:
-        raise NotFoundError("UNKNOWN_SYMBOL", f"No instrument {symbol!r}.")
-    return instrument
 
 
 def _limit(request, *, default: int, maximum: int) -> int:
@@ -84,7 +78,7 @@ class SymbolViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet
         return Instrument.objects.select_related("venue", "base", "quote").order_by("symbol")
 
     def get_object(self):
-        return _instrument(self.kwargs["symbol"])
+        return instrument_get(symbol=self.kwargs["symbol"])
 
     @extend_schema(
         summary="Halt an instrument (operators): new orders are refused until resumed",
@@ -105,7 +99,7 @@ class SymbolViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet
             reason=payload.validated_data["reason"],
             actor=request.auth or request.user,
         )
-        return Response(InstrumentSerializer(_instrument(instrument.symbol)).data)
+        return Response(InstrumentSerializer(instrument_get(symbol=instrument.symbol)).data)
 
     @extend_schema(
         summary="Resume trading of an instrument (operators)",
@@ -126,7 +120,7 @@ class SymbolViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet
             reason=payload.validated_data["reason"],
             actor=request.auth or request.user,
         )
-        return Response(InstrumentSerializer(_instrument(instrument.symbol)).data)
+        return Response(InstrumentSerializer(instrument_get(symbol=instrument.symbol)).data)
 
 
 class DepthView(ApiView):
@@ -140,7 +134,7 @@ class DepthView(ApiView):
         responses={200: DepthSerializer, 400: PROBLEM_RESPONSES[400], 404: PROBLEM_RESPONSES[404]},
     )
     def get(self, request, symbol: str):
-        depth = book_depth(instrument=_instrument(symbol), levels=_limit(request, default=20, maximum=500))
+        depth = book_depth(instrument=instrument_get(symbol=symbol), levels=_limit(request, default=20, maximum=500))
         return Response(DepthSerializer(depth).data)
 
 
@@ -155,5 +149,7 @@ class MarketTradesView(ApiView):
         responses={200: MarketTradeSerializer(many=True), 400: PROBLEM_RESPONSES[400], 404: PROBLEM_RESPONSES[404]},
     )
     def get(self, request, symbol: str):
-        trades = recent_trades(instrument=_instrument(symbol), limit=_limit(request, default=50, maximum=1000))
+        trades = recent_trades(
+            instrument=instrument_get(symbol=symbol), limit=_limit(request, default=50, maximum=1000)
+        )
         return Response(MarketTradeSerializer(trades, many=True).data)

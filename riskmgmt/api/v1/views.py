@@ -8,11 +8,10 @@ from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from marketdata.models import Instrument
+from marketdata.selectors import instrument_get
 from portal.api.docs import PROBLEM_RESPONSES, problem
 from portal.api.views import ApiViewSet
 from portal.choices import Role
-from portal.errors import NotFoundError
 from riskmgmt.api.v1.serializers import (
     KillSwitchEngageSerializer,
     KillSwitchReleaseSerializer,
@@ -59,11 +58,7 @@ class RiskLimitViewSet(
         payload.is_valid(raise_exception=True)
         data = dict(payload.validated_data)
         symbol, account_id = data.pop("symbol", None), data.pop("account", None)
-        instrument = None
-        if symbol:
-            instrument = Instrument.objects.filter(symbol__iexact=symbol).first()
-            if instrument is None:
-                raise NotFoundError("UNKNOWN_SYMBOL", f"No instrument {symbol!r}.")
+        instrument = instrument_get(symbol=symbol) if symbol else None
         account = get_object_or_404(TradingAccount, pk=account_id) if account_id else None
         limit = risk_limit_set(
             actor=request.auth or request.user,

@@ -14,7 +14,8 @@ from rest_framework.decorators import action
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
-from marketdata.models import Asset, Instrument, Venue
+from marketdata.models import Asset, Venue
+from marketdata.selectors import instrument_get
 from portal.api.docs import PROBLEM_RESPONSES, problem
 from portal.api.views import ApiViewSet
 from portal.choices import Role
@@ -54,13 +55,6 @@ class IdCursorPagination(CursorPagination):
 
 def _actor(request):
     return request.auth or request.user
-
-
-def _instrument_by_symbol(symbol: str) -> Instrument:
-    instrument = Instrument.objects.filter(symbol__iexact=symbol).first()
-    if instrument is None:
-        raise NotFoundError("UNKNOWN_SYMBOL", f"No instrument {symbol!r}.")
-    return instrument
 
 
 def _request_from(data: dict) -> OrderRequest:
@@ -284,7 +278,7 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet)
             account_ids = list(
                 selectors.accounts_visible_to(request.user).filter(owner=request.user).values_list("pk", flat=True)
             )
-        instrument_id = _instrument_by_symbol(data["symbol"]).pk if data.get("symbol") else None
+        instrument_id = instrument_get(symbol=data["symbol"]).pk if data.get("symbol") else None
         canceled = services.order_cancel_all(
             account_ids=account_ids, instrument_id=instrument_id, side=data.get("side"), actor=_actor(request)
         )
