@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import json
@@ -15,6 +16,7 @@ from django.utils import timezone
 
 from audit.context import audit_context_get
 from audit.models import AuditEvent
+from portal import rawsql
 
 GENESIS_HASH = "0" * 64
 #: Any 64-bit number identifying "the audit chain" among PostgreSQL advisory locks.
@@ -76,7 +78,7 @@ def _lock_chain() -> None:
     """Serialize chain appends: PostgreSQL by advisory lock until commit; SQLite takes its
     write lock when the (IMMEDIATE) transaction begins."""
     if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
+        with rawsql.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CHAIN_LOCK_ID])
 
 
@@ -181,29 +183,42 @@ def audit_record_many(specs: list[AuditSpec]) -> list[AuditEvent]:
     if not specs:
         return []
     field_sets = [_event_fields(spec) for spec in specs]
+    if connection.in_atomic_block:
+        # Inside the caller's transaction the chain lock makes the next seq ours: no savepoint
+        # (two round trips) is needed to retry a collision that cannot happen.
+        return _append(field_sets)
     for attempt in range(_INSERT_ATTEMPTS):
         try:
             with transaction.atomic():
-                _lock_chain()  # its own statement: a read in the same statement would use an older snapshot
-                last = AuditEvent.objects.order_by("-seq").values_list("seq", "hash").first()
-                seq, prev_hash = (last[0], last[1]) if last else (0, GENESIS_HASH)
-                now = timezone.now()
-                events = []
-                for fields in field_sets:
-                    seq += 1
-                    event = AuditEvent(seq=seq, prev_hash=prev_hash, occurred_at=now, **fields)
-                    event.hash = prev_hash = audit_event_hash(event)
-                    events.append(event)
-                if len(events) == 1:
-                    events[0].save()
-                else:
-                    AuditEvent.objects.bulk_create(events)
-                return events
+                return _append(field_sets)
         except IntegrityError:
             # Another writer took this seq (only possible without the chain lock); retry on top of it.
             if attempt == _INSERT_ATTEMPTS - 1:
                 raise
     raise AssertionError("unreachable")
+
+
+def _append(field_sets: list[dict[str, Any]]) -> list[AuditEvent]:
+    _lock_chain()  # its own statement: a read in the same statement would use an older snapshot
+    with rawsql.cursor() as cursor:
+        cursor.execute(_chain_head_sql())
+        last = cursor.fetchone()
+    seq, prev_hash = (last[0], last[1]) if last else (0, GENESIS_HASH)
+    now = timezone.now()
+    events = []
+    for fields in field_sets:
+        seq += 1
+        event = AuditEvent(seq=seq, prev_hash=prev_hash, occurred_at=now, **fields)
+        event.hash = prev_hash = audit_event_hash(event)
+        events.append(event)
+    rawsql.insert(events)
+    return events
+
+
+@functools.cache
+def _chain_head_sql() -> str:
+    table = rawsql.quote(AuditEvent._meta.db_table)
+    return f'SELECT "seq", "hash" FROM {table} ORDER BY "seq" DESC LIMIT 1'  # noqa: S608 - names only
 
 
 @dataclass(frozen=True)

@@ -41,11 +41,12 @@ def bench_setup() -> None:
 
 
 def _request(rng: random.Random, instrument):
+    from portal.decimals import ceil_to
     from trading.order_rules import OrderRequest
 
     reference = instrument.reference_price
     side = rng.choice(["BUY", "SELL"])
-    smallest = max(instrument.min_qty, (Decimal(6) / reference).quantize(instrument.lot_size))
+    smallest = max(instrument.min_qty, ceil_to(Decimal(6) / reference, instrument.lot_size))
     quantity = smallest * rng.randint(1, 4)
     roll = rng.random()
     if roll < 0.1:

@@ -193,7 +193,7 @@ def order_body(rng: random.Random, accounts: list[int]) -> bytes:
     return json.dumps(body).encode()
 
 
-async def _client(port: int, count: int, seed: int, key: str, accounts: list[int], latencies, statuses) -> None:
+async def _client(port: int, count: int, seed: str, key: str, accounts: list[int], latencies, statuses) -> None:
     rng = random.Random(seed)
     for n in range(count):
         body = order_body(rng, accounts)
@@ -215,14 +215,20 @@ async def _client(port: int, count: int, seed: int, key: str, accounts: list[int
 
 def run_orders(port: int, clients: int, orders: int, key: str, accounts: list[int]) -> dict:
     """`clients` concurrent callers place `orders` orders in all (a fixed count), one
-    connection per request like any HTTP/1.1 client of a sync gunicorn."""
+    connection per request like any HTTP/1.1 client of a sync gunicorn. Every measurement
+    seeds its callers afresh, so no Idempotency-Key repeats one of an earlier measurement
+    (a repeat would be a cheap replay, not an order)."""
+    salt = os.urandom(8).hex()
     latencies: list[float] = []
     statuses: dict[str, int] = {}
 
     async def run() -> float:
         started = time.perf_counter()
         await asyncio.gather(
-            *(_client(port, orders // clients, seed, key, accounts[:2], latencies, statuses) for seed in range(clients))
+            *(
+                _client(port, orders // clients, f"{salt}-{n}", key, accounts[:2], latencies, statuses)
+                for n in range(clients)
+            )
         )
         return time.perf_counter() - started
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from portal import rawsql
 from portal.errors import ConflictError, DomainError
 from portal.models import IdempotencyRecord
 
@@ -55,21 +55,14 @@ def idempotency_begin(*, scope: str, key: str, method: str, path: str, fingerpri
     lock_until = now + timedelta(seconds=settings.IDEMPOTENCY_LOCK_SECONDS)
     expired_before = now - timedelta(seconds=settings.IDEMPOTENCY_KEY_TTL_SECONDS)
     for _ in range(3):
-        try:
-            with transaction.atomic():
-                record = IdempotencyRecord.objects.create(
-                    scope=scope,
-                    key=key,
-                    method=method,
-                    path=path[:2048],
-                    fingerprint=fingerprint,
-                    locked_until=lock_until,
-                )
+        record = IdempotencyRecord(
+            scope=scope, key=key, method=method, path=path[:2048], fingerprint=fingerprint, locked_until=lock_until
+        )
+        if rawsql.insert_unless_conflict(record, ("scope", "key")):
             return IdempotencyStart(record=record, replay=False)
-        except IntegrityError:
-            existing = IdempotencyRecord.objects.filter(scope=scope, key=key).first()
-            if existing is None:
-                continue  # released between our insert and our read: claim again
+        existing = IdempotencyRecord.objects.filter(scope=scope, key=key).first()
+        if existing is None:
+            continue  # released between our insert and our read: claim again
         if existing.created_at < expired_before:
             IdempotencyRecord.objects.filter(pk=existing.pk, created_at=existing.created_at).delete()
             continue
@@ -121,12 +114,11 @@ def idempotency_complete(*, record: IdempotencyRecord, status: int, body, header
     if status >= 500 or status in RETRYABLE_STATUSES:
         idempotency_release(record=record)
         return
-    IdempotencyRecord.objects.filter(pk=record.pk).update(
-        response_status=status,
-        response_body=body,
-        response_headers={name: headers[name] for name in STORED_HEADERS if name in headers},
-        completed_at=timezone.now(),
-    )
+    record.response_status = status
+    record.response_body = body
+    record.response_headers = {name: headers[name] for name in STORED_HEADERS if name in headers}
+    record.completed_at = timezone.now()
+    rawsql.update(record, ("response_status", "response_body", "response_headers", "completed_at"))
 
 
 def idempotency_release(*, record: IdempotencyRecord) -> None:

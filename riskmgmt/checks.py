@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import connection
 
 from marketdata.models import Instrument, InstrumentStatus
+from portal import rawsql
 from portal.decimals import AMOUNT_UNIT, ZERO
 from portal.errors import DomainError
 from riskmgmt.models import risk_limit_scope_key
@@ -83,7 +83,7 @@ def limits_effective(*, account_id: int | None, instrument_id: int | None) -> Ef
     """The tightest value of each limit over the venue, instrument, account and
     account-on-instrument rows; the price band falls back to TRADING_DEFAULT_PRICE_BAND_PCT."""
     keys = _scope_keys(account_id, instrument_id)
-    with connection.cursor() as cursor:
+    with rawsql.cursor() as cursor:
         cursor.execute(
             f"SELECT {_LIMITS_SELECT} FROM riskmgmt_risklimit "  # noqa: S608 - names only
             f"WHERE scope_key IN ({', '.join(['%s'] * len(keys))})",
@@ -113,7 +113,7 @@ def pre_trade_snapshot(*, account_id: int, instrument_id: int, lock_asset_id: in
         f"FROM riskmgmt_risklimit WHERE scope_key IN ({', '.join(['%s'] * len(keys))})"
     )
     params: list[str | int] = [f"account:{account_id}", account_id, instrument_id, account_id, lock_asset_id, *keys]
-    with connection.cursor() as cursor:
+    with rawsql.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     return PreTradeSnapshot(

@@ -24,11 +24,11 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import connection, models
-from django.db.models import Q
 from django.utils import timezone
 
 from audit.services import AuditSpec, audit_record_many
-from marketdata.models import Instrument
+from marketdata.models import Asset, Instrument
+from portal import rawsql
 from portal.decimals import ZERO, ceil_amount, ceil_to, floor_amount, floor_to
 from portal.errors import NotFoundError
 from trading.choices import (
@@ -47,7 +47,8 @@ from trading.ledger import BalanceChange, LedgerBatch
 from trading.models import Order, Position, Trade, TradingAccount
 from trading.positions import PositionState, position_after_fill
 
-BOOK_PAGE_SIZE = 50
+BOOK_FIRST_PAGE = 8
+BOOK_MAX_PAGE = 1000
 #: Stop orders triggering stop orders: a bound on the cascade within one transaction.
 MAX_TRIGGER_ROUNDS = 100
 ENGINE_ACTOR = "engine"
@@ -99,14 +100,52 @@ def stop_condition_met(order: Order, last_price: Decimal) -> bool:
     return last_price <= order.stop_price if falls else last_price >= order.stop_price
 
 
-def _stops_triggered_by(last_price: Decimal) -> Q:
-    stop_loss = [OrderType.STOP_LOSS, OrderType.STOP_LOSS_LIMIT]
-    take_profit = [OrderType.TAKE_PROFIT, OrderType.TAKE_PROFIT_LIMIT]
+def _open_statuses_sql() -> str:
+    return ", ".join(f"'{status}'" for status in OPEN_STATUSES)
+
+
+@functools.cache
+def _book_sql(side: str, price_limited: bool, paged: bool, limit: int) -> str:
+    """One page of one side of the book. The side and statuses are literals, so that a prepared
+    (generic) plan still proves the predicate of the partial index: `order_book_idx` for asks,
+    `order_book_bids_idx` for bids."""
+    q = rawsql.quote
+    ascending = side == Side.SELL
+    price, priority = q("price"), q("priority")
+    where = [
+        f"{q('instrument_id')} = %s",
+        f"{q('side')} = '{Side(side).value}'",
+        f"{q('status')} IN ({_open_statuses_sql()})",
+        q("is_working"),
+    ]
+    if price_limited:
+        where.append(f"{price} <= %s" if ascending else f"{price} >= %s")
+    if paged:
+        beyond = ">" if ascending else "<"
+        where.append(f"({price} {beyond} %s OR ({price} = %s AND {priority} > %s))")
+    direction = "ASC" if ascending else "DESC"
     return (
-        Q(type__in=stop_loss, side=Side.SELL, stop_price__gte=last_price)
-        | Q(type__in=take_profit, side=Side.BUY, stop_price__gte=last_price)
-        | Q(type__in=stop_loss, side=Side.BUY, stop_price__lte=last_price)
-        | Q(type__in=take_profit, side=Side.SELL, stop_price__lte=last_price)
+        f"SELECT {rawsql.columns(Order)} FROM {q(Order._meta.db_table)} "  # noqa: S608 - names only
+        f"WHERE {' AND '.join(where)} ORDER BY {price} {direction}, {priority} ASC LIMIT {int(limit)}"
+    )
+
+
+@functools.cache
+def _waiting_stops_sql() -> str:
+    """Stop orders the last price has reached (stop-loss sells and take-profit buys at or
+    below their stop price, the others at or above), oldest first; `order_pending_stop_idx`."""
+    q = rawsql.quote
+    stop_loss = f"({q('type')} IN ('{OrderType.STOP_LOSS}', '{OrderType.STOP_LOSS_LIMIT}'))"
+    take_profit = f"({q('type')} IN ('{OrderType.TAKE_PROFIT}', '{OrderType.TAKE_PROFIT_LIMIT}'))"
+    sell, buy, stop = f"{q('side')} = '{Side.SELL}'", f"{q('side')} = '{Side.BUY}'", q("stop_price")
+    reached = (
+        f"({stop_loss} AND {sell} AND {stop} >= %s) OR ({take_profit} AND {buy} AND {stop} >= %s) "
+        f"OR ({stop_loss} AND {buy} AND {stop} <= %s) OR ({take_profit} AND {sell} AND {stop} <= %s)"
+    )
+    return (
+        f"SELECT {rawsql.columns(Order)} FROM {q(Order._meta.db_table)} "  # noqa: S608 - names only
+        f"WHERE {q('instrument_id')} = %s AND {q('status')} IN ({_open_statuses_sql()}) "
+        f"AND NOT {q('is_working')} AND ({reached}) ORDER BY {q('priority')}"
     )
 
 
@@ -158,17 +197,23 @@ class MatchingSession:
     @classmethod
     def open(cls, instrument: int | str, *, actor: Any, batch: LedgerBatch | None = None) -> MatchingSession:
         """Take the instrument's lock (until the transaction ends) and start a session on it.
-        `instrument` is its id, or its symbol (any case; an unknown one is 404 UNKNOWN_SYMBOL)."""
-        lookup = {"symbol__iexact": instrument} if isinstance(instrument, str) else {"pk": instrument}
-        locked = (
-            Instrument.objects.select_for_update(no_key=True, of=("self",))
-            .select_related("base", "quote")
-            .filter(**lookup)
-            .first()
-        )
-        if locked is None:
+        `instrument` is its id, or its symbol (any case; an unknown one is 404 UNKNOWN_SYMBOL).
+
+        One statement: the instrument's row locked, its base and quote assets, and the id of
+        the venue's fee account."""
+        by_symbol = isinstance(instrument, str)
+        with rawsql.cursor() as cursor:
+            cursor.execute(_lock_sql(by_symbol), [instrument])
+            row = cursor.fetchone()
+        if row is None:
             raise NotFoundError("UNKNOWN_SYMBOL", f"No instrument {instrument!r}.")
-        return cls(locked, actor=actor, batch=batch)
+        widths = [rawsql.column_count(Instrument), rawsql.column_count(Asset)]
+        (locked,) = rawsql.instances(Instrument, [row[: widths[0]]])
+        (locked.base,) = rawsql.instances(Asset, [row[widths[0] : widths[0] + widths[1]]])
+        (locked.quote,) = rawsql.instances(Asset, [row[widths[0] + widths[1] : -1]])
+        session = cls(locked, actor=actor, batch=batch)
+        session._fee_account_id = row[-1]
+        return session
 
     def adopt(self, order: Order) -> Order:
         """The session's copy of `order` (the first one seen wins: it carries this transaction's changes)."""
@@ -198,22 +243,19 @@ class MatchingSession:
 
     def book(self, side: str, *, price_limit: Decimal | None = None, exclude_id: int | None = None) -> Iterator[Order]:
         """Resting orders of `side` in priority order (best price, then time), optionally only
-        those at `price_limit` or better, as the session's copies; pages through the index."""
-        ascending = side == Side.SELL
-        base = Order.objects.filter(
-            instrument_id=self.instrument.pk, side=side, status__in=OPEN_STATUSES, is_working=True
-        )
-        if price_limit is not None:
-            base = base.filter(price__lte=price_limit) if ascending else base.filter(price__gte=price_limit)
-        ordering = ("price", "priority") if ascending else ("-price", "priority")
+        those at `price_limit` or better, as the session's copies; pages through the book index,
+        a small first page (most orders trade with the first one or two) then larger ones."""
         after: tuple[Decimal, int] | None = None
-        page_size = BOOK_PAGE_SIZE
+        page_size = BOOK_FIRST_PAGE
         while True:
-            page = base
+            params: list[Any] = [self.instrument.pk]
+            if price_limit is not None:
+                params.append(price_limit)
             if after is not None:
-                better = Q(price__gt=after[0]) if ascending else Q(price__lt=after[0])
-                page = page.filter(better | Q(price=after[0], priority__gt=after[1]))
-            rows = list(page.order_by(*ordering)[:page_size])
+                params += [after[0], after[0], after[1]]
+            with rawsql.cursor() as cursor:
+                cursor.execute(_book_sql(side, price_limit is not None, after is not None, page_size), params)
+                rows = rawsql.instances(Order, cursor.fetchall())
             for row in rows:
                 order = self.adopt(row)
                 if order.pk != exclude_id and order.is_open and order.is_working:
@@ -221,7 +263,7 @@ class MatchingSession:
             if len(rows) < page_size:
                 return
             after = (rows[-1].price, rows[-1].priority)  # type: ignore[assignment]
-            page_size = min(page_size * 4, 1000)
+            page_size = min(page_size * 5, BOOK_MAX_PAGE)
 
     def best_price(self, side: str) -> Decimal | None:
         return next((order.price for order in self.book(side)), None)
@@ -276,6 +318,9 @@ class MatchingSession:
         if taker.time_in_force == TimeInForce.FOK and not plan.complete:
             self.finish(taker, OrderStatus.EXPIRED, expire_reason="FOK_NOT_FILLED")
             return
+        fills = [step for step in plan.steps if isinstance(step, Fill)]
+        if fills:
+            self._positions_load({taker.account_id, *(step.maker.account_id for step in fills)})
         for step in plan.steps:
             if isinstance(step, ExpireMaker):
                 self.finish(step.maker, OrderStatus.EXPIRED, expire_reason="SELF_TRADE_PREVENTION")
@@ -390,11 +435,7 @@ class MatchingSession:
         if not amount:
             return
         if self._fee_account_id is None:
-            self._fee_account_id = (
-                TradingAccount.objects.filter(venue_id=self.instrument.venue_id, kind=AccountKind.FEE)
-                .values_list("pk", flat=True)
-                .get()
-            )
+            raise TradingAccount.DoesNotExist(f"The venue of {self.instrument.symbol} has no fee account.")
         self.batch.add(
             BalanceChange(
                 self._fee_account_id,
@@ -406,14 +447,22 @@ class MatchingSession:
             )
         )
 
+    def _positions_load(self, account_ids: set[int]) -> None:
+        """Read the positions of `account_ids` on this instrument not yet in the session, in one query."""
+        missing = sorted(account_ids - self._positions.keys())
+        if not missing:
+            return
+        with rawsql.cursor() as cursor:
+            cursor.execute(_positions_sql(len(missing)), [self.instrument.pk, *missing])
+            found = {position.account_id: position for position in rawsql.instances(Position, cursor.fetchall())}
+        for account_id in missing:
+            self._positions[account_id] = found.get(account_id) or Position(
+                account_id=account_id, instrument=self.instrument
+            )
+
     def _position(self, account_id: int) -> Position:
-        position = self._positions.get(account_id)
-        if position is None:
-            position = Position.objects.filter(account_id=account_id, instrument_id=self.instrument.pk).first()
-            if position is None:
-                position = Position(account_id=account_id, instrument=self.instrument)
-            self._positions[account_id] = position
-        return position
+        self._positions_load({account_id})
+        return self._positions[account_id]
 
     # -- order life ------------------------------------------------------------------------
 
@@ -492,13 +541,11 @@ class MatchingSession:
             if not self._price_moved or self.instrument.last_price is None:
                 return
             self._price_moved = False
-            waiting = Order.objects.filter(
-                _stops_triggered_by(self.instrument.last_price),
-                instrument_id=self.instrument.pk,
-                status__in=OPEN_STATUSES,
-                is_working=False,
-            ).order_by("priority")
-            for row in list(waiting):
+            last = self.instrument.last_price
+            with rawsql.cursor() as cursor:
+                cursor.execute(_waiting_stops_sql(), [self.instrument.pk, last, last, last, last])
+                waiting = rawsql.instances(Order, cursor.fetchall())
+            for row in waiting:
                 order = self.adopt(row)
                 if not order.is_open or order.is_working or not stop_condition_met(order, self.instrument.last_price):
                     continue
@@ -519,18 +566,18 @@ class MatchingSession:
 
     def flush(self, *, apply_balances: bool = True) -> None:
         """Write everything this session did (see the module docstring for the order)."""
-        if self._trades:
-            Trade.objects.bulk_create(self._trades)
+        rawsql.insert(self._trades)
         if self._dirty:
             _orders_write(list(self._dirty.values()))
         applied = self.batch.apply() if apply_balances else []
         self._write_positions()
         if self._instrument_changed:
-            Instrument.objects.filter(pk=self.instrument.pk).update(
-                order_seq=self.instrument.order_seq,
-                last_price=self.instrument.last_price,
-                last_trade_at=self.instrument.last_trade_at,
-            )
+            instrument = self.instrument
+            with rawsql.cursor() as cursor:
+                cursor.execute(
+                    _instrument_update_sql(),
+                    [instrument.order_seq, instrument.last_price, instrument.last_trade_at, instrument.pk],
+                )
         symbol = self.instrument.symbol
         asset_codes = {
             self.instrument.base_id: self.instrument.base.code,
@@ -570,15 +617,59 @@ class MatchingSession:
     def _write_positions(self) -> None:
         new = [position for position in self._positions.values() if position.pk is None]
         existing = [position for position in self._positions.values() if position.pk is not None]
-        if new:
-            Position.objects.bulk_create(new)
+        rawsql.insert(new)
         if existing:
-            for position in existing:
-                position.updated_at = self.now
-            Position.objects.bulk_update(
-                existing, ["quantity", "average_price", "realized_pnl", "fees_paid", "updated_at"]
-            )
+            with rawsql.cursor() as cursor:
+                cursor.executemany(
+                    _position_update_sql(),
+                    [[p.quantity, p.average_price, p.realized_pnl, p.fees_paid, self.now, p.pk] for p in existing],
+                )
         self._positions = {}
+
+
+@functools.cache
+def _lock_sql(by_symbol: bool) -> str:
+    """The session's opening statement (see `MatchingSession.open`)."""
+    q = rawsql.quote
+    where = f"UPPER({q('i')}.{q('symbol')}) = UPPER(%s)" if by_symbol else f"{q('i')}.{q('id')} = %s"
+    lock = " FOR NO KEY UPDATE OF i" if connection.features.has_select_for_update_of else ""
+    fee_account = (
+        f"(SELECT {q('id')} FROM {q(TradingAccount._meta.db_table)} "  # noqa: S608 - names only
+        f"WHERE {q('venue_id')} = {q('i')}.{q('venue_id')} AND {q('kind')} = '{AccountKind.FEE}')"
+    )
+    return (
+        f"SELECT {rawsql.columns(Instrument, 'i')}, {rawsql.columns(Asset, 'b')}, {rawsql.columns(Asset, 'q')}, "  # noqa: S608
+        f"{fee_account} FROM {q(Instrument._meta.db_table)} i "
+        f"JOIN {q(Asset._meta.db_table)} b ON b.{q('id')} = i.{q('base_id')} "
+        f"JOIN {q(Asset._meta.db_table)} q ON q.{q('id')} = i.{q('quote_id')} WHERE {where}{lock}"
+    )
+
+
+@functools.cache
+def _positions_sql(accounts: int) -> str:
+    q = rawsql.quote
+    return (
+        f"SELECT {rawsql.columns(Position)} FROM {q(Position._meta.db_table)} "  # noqa: S608 - names only
+        f"WHERE {q('instrument_id')} = %s AND {q('account_id')} IN ({', '.join(['%s'] * accounts)})"
+    )
+
+
+@functools.cache
+def _position_update_sql() -> str:
+    q = rawsql.quote
+    assignments = ", ".join(
+        f"{q(name)} = %s" for name in ("quantity", "average_price", "realized_pnl", "fees_paid", "updated_at")
+    )
+    return f"UPDATE {q(Position._meta.db_table)} SET {assignments} WHERE {q('id')} = %s"  # noqa: S608 - names only
+
+
+@functools.cache
+def _instrument_update_sql() -> str:
+    q = rawsql.quote
+    return (
+        f"UPDATE {q(Instrument._meta.db_table)} SET {q('order_seq')} = %s, {q('last_price')} = %s, "  # noqa: S608
+        f"{q('last_trade_at')} = %s WHERE {q('id')} = %s"
+    )
 
 
 @functools.cache
@@ -600,7 +691,7 @@ def _orders_write(orders: list[Order]) -> None:
     for order in orders:
         values = [field.get_db_prep_save(getattr(order, field.attname), connection) for field in _order_update_fields()]
         rows.append([*values, order.pk])
-    with connection.cursor() as cursor:
+    with rawsql.cursor() as cursor:
         cursor.executemany(_order_update_sql(), rows)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from django.db import connection
 from django.utils import timezone
 
+from portal import rawsql
 from portal.decimals import ZERO
 from portal.errors import DomainError
 from trading.models import Balance, LedgerEntry
@@ -88,7 +89,7 @@ def balance_changes_apply(changes: list[BalanceChange]) -> list[AppliedBalance]:
         totals[1] += change.locked_delta
     now = timezone.now()
     finals: dict[tuple[int, int], tuple[Decimal, Decimal]] = {}
-    with connection.cursor() as cursor:
+    with rawsql.cursor() as cursor:
         for key in sorted(net):
             free_delta, locked_delta = net[key]
             finals[key] = _apply_one(cursor, key, free_delta, locked_delta, now)
@@ -155,4 +156,4 @@ def _write_entries(changes: list[BalanceChange], finals: dict[tuple[int, int], t
         )
         running[key] = [free_after - change.free_delta, locked_after - change.locked_delta]
     entries.reverse()
-    LedgerEntry.objects.bulk_create(entries)
+    rawsql.insert(entries)

@@ -192,11 +192,19 @@ class Order(models.Model):
             models.CheckConstraint(condition=Q(locked_amount__gte=0), name="order_locked_not_negative"),
         ]
         indexes = [
-            # The book: resting orders of one instrument and side, best price first, then time.
+            # The book: resting orders of one instrument and side, best price first, then time
+            # (asks: lowest price first; bids, highest price first, have an index of their own).
             models.Index(
                 fields=["instrument", "side", "price", "priority"],
                 condition=Q(status__in=OPEN_STATUSES, is_working=True),
                 name="order_book_idx",
+            ),
+            models.Index(
+                F("instrument"),
+                F("price").desc(),
+                F("priority"),
+                condition=Q(status__in=OPEN_STATUSES, is_working=True, side=Side.BUY),
+                name="order_book_bids_idx",
             ),
             # Stop orders waiting for their trigger.
             models.Index(

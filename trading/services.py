@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from audit.services import audit_record
 from marketdata.models import Asset, Instrument, Venue
+from portal import rawsql
 from portal.decimals import ceil_to, fits_storage, floor_to
 from portal.errors import ConflictError, DomainError
 from riskmgmt.checks import OrderExposure, RiskRejection, pre_trade_check, pre_trade_snapshot, price_band
@@ -359,7 +360,7 @@ def _order_enter(
     order.priority = session.next_priority()
     order.locked_amount = lock
     try:
-        order.save(force_insert=True)
+        rawsql.insert([order])
     except IntegrityError as error:
         raise _duplicate_client_order_id(request) from error
     session.lock_funds(order)

@@ -110,6 +110,10 @@ else:
     # A health check costs a query per request; off by default, a dropped connection then
     # fails one request per process before Django reconnects (bench/README.md).
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DB_CONN_HEALTH_CHECKS", default=False)
+    # The ORM binds on the client and never prepares; the order path's own statements
+    # (portal/rawsql.py) ask for preparation explicitly. Django turns preparation off unless
+    # a threshold is set; this one is never reached by automatic preparation.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", 2**31 - 1)
     if env.bool("DB_POOL", default=False):
         # psycopg's pool; CONN_MAX_AGE must be 0 with it (Django refuses otherwise).
         DATABASES["default"]["CONN_MAX_AGE"] = 0

@@ -1,0 +1,215 @@
+"""Rows in and out of the database without the ORM's query compiler, for the hot paths.
+
+Compiling a queryset costs far more CPU than the statement costs to run: on the order path
+(bench/order_placement) the compiler was most of the time of every request. The functions
+here build each statement once per model (and backend), then only bind values:
+
+- `columns(model, alias)` — the select list of every concrete column, in field order;
+- `instances(model, rows)` — model instances from rows read with that select list (the
+  backend's converters applied, so SQLite's decimals come back as `Decimal`);
+- `insert(objs)` — one multi-row `INSERT … RETURNING id`, `pre_save` honoured (auto_now,
+  auto_now_add), the new primary keys set on the objects; `insert_unless_conflict(obj, …)`
+  the same for one row that may collide with a unique constraint;
+- `update(obj, names)` — `UPDATE … SET <names> WHERE id = …` of one row.
+
+They run on PostgreSQL and SQLite alike, through `cursor()`: on PostgreSQL a cursor with
+server-side binding whose statements are prepared once per connection (PostgreSQL then skips
+parsing and planning them: on the order path planning cost more than executing), elsewhere
+Django's own cursor. Use them only where a profile shows the ORM's cost; everywhere else the
+ORM is the rule.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar
+
+from django.db import connection
+from django.db.models import Field, Model
+
+M = TypeVar("M", bound=Model)
+
+#: Parameters per INSERT: below SQLite's oldest limit (999), far below PostgreSQL's.
+_MAX_PARAMS = 999
+
+
+def quote(name: str) -> str:
+    return connection.ops.quote_name(name)
+
+
+class _PreparedCursor:
+    """A psycopg cursor on Django's connection (same transaction) that prepares what it runs;
+    errors come out as Django's database errors, like from any Django cursor."""
+
+    def __init__(self, cursor):
+        self._cursor = cursor
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        connection.validate_no_broken_transaction()
+        with connection.wrap_database_errors:
+            self._cursor.execute(sql, params, prepare=True)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        connection.validate_no_broken_transaction()
+        with connection.wrap_database_errors:
+            self._cursor.executemany(sql, rows)
+
+    def fetchone(self):
+        return self._cursor.fetchone()
+
+    def fetchall(self):
+        return self._cursor.fetchall()
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+
+@contextlib.contextmanager
+def cursor() -> Iterator[Any]:
+    """The cursor of the hot statements (see the module docstring)."""
+    if connection.vendor != "postgresql":
+        with connection.cursor() as django_cursor:
+            yield django_cursor
+        return
+    import psycopg
+
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as raw:
+        yield _PreparedCursor(raw)
+
+
+@functools.cache
+def _column_fields(model: type[Model]) -> tuple[Any, ...]:
+    return tuple(model._meta.concrete_fields)
+
+
+@functools.cache
+def columns(model: type[Model], alias: str = "") -> str:
+    """`alias.col1, alias.col2, …` for every concrete field of `model`, in field order."""
+    prefix = f"{quote(alias)}." if alias else ""
+    return ", ".join(f"{prefix}{quote(str(field.column))}" for field in _column_fields(model))
+
+
+def column_count(model: type[Model]) -> int:
+    return len(_column_fields(model))
+
+
+@functools.cache
+def _converters(model: type[Model], vendor: str) -> tuple[tuple[int, list[Callable], Any], ...]:
+    found = []
+    for index, field in enumerate(_column_fields(model)):
+        col = field.get_col(model._meta.db_table)
+        converters = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
+        if converters:
+            found.append((index, converters, col))
+    return tuple(found)
+
+
+def instances(model: type[M], rows: Iterable[Sequence[Any]]) -> list[M]:
+    """Instances of `model` from rows selected with `columns(model)` (state: loaded from the database)."""
+    converters = _converters(model, connection.vendor)
+    names = [field.attname for field in _column_fields(model)]
+    result = []
+    for row in rows:
+        values = list(row)
+        for index, functions, col in converters:
+            for function in functions:
+                values[index] = function(values[index], col, connection)
+        result.append(model.from_db(connection.alias, names, values))
+    return result
+
+
+def _field(model: type[Model], name: str) -> Field:
+    field = model._meta.get_field(name)
+    assert isinstance(field, Field), f"{model.__name__}.{name} is not a column"
+    return field
+
+
+def _column(model: type[Model], name: str) -> str:
+    return quote(str(_field(model, name).column))
+
+
+def _pk_column(model: type[Model]) -> str:
+    return quote(str(model._meta.pk.column)) if model._meta.pk else "id"
+
+
+@functools.cache
+def _insert_fields(model: type[Model]) -> tuple[Any, ...]:
+    return tuple(field for field in _column_fields(model) if field is not model._meta.auto_field)
+
+
+@functools.cache
+def _insert_sql(model: type[Model], rows: int) -> str:
+    fields = _insert_fields(model)
+    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    return (
+        f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(str(f.column)) for f in fields)}) "  # noqa: S608
+        f"VALUES {', '.join([row] * rows)} RETURNING {_pk_column(model)}"
+    )
+
+
+def _insert_values(obj: Model) -> list[Any]:
+    return [field.get_db_prep_save(field.pre_save(obj, True), connection) for field in _insert_fields(type(obj))]
+
+
+def _mark_saved(obj: Model, pk: Any) -> None:
+    obj.pk = pk
+    obj._state.adding = False
+    obj._state.db = connection.alias
+
+
+def insert(objs: Sequence[Model]) -> None:
+    """INSERT `objs` (all of one model, none saved yet) and set their primary keys."""
+    if not objs:
+        return
+    model = type(objs[0])
+    fields = _insert_fields(model)
+    # SQLite does not promise RETURNING rows in VALUES order: one row per statement there.
+    per_statement = max(1, _MAX_PARAMS // len(fields)) if connection.vendor == "postgresql" else 1
+    with cursor() as db:
+        for start in range(0, len(objs), per_statement):
+            chunk = objs[start : start + per_statement]
+            params: list[Any] = []
+            for obj in chunk:
+                params.extend(_insert_values(obj))
+            db.execute(_insert_sql(model, len(chunk)), params)
+            for obj, (pk,) in zip(chunk, db.fetchall(), strict=True):
+                _mark_saved(obj, pk)
+
+
+@functools.cache
+def _insert_unless_conflict_sql(model: type[Model], conflict: tuple[str, ...]) -> str:
+    head, returning = _insert_sql(model, 1).split(" RETURNING ")
+    columns = ", ".join(_column(model, name) for name in conflict)
+    return f"{head} ON CONFLICT ({columns}) DO NOTHING RETURNING {returning}"
+
+
+def insert_unless_conflict(obj: Model, conflict: tuple[str, ...]) -> bool:
+    """INSERT `obj` unless a row with the same `conflict` fields (a unique constraint) exists;
+    True if inserted (its primary key set). No error, so no savepoint is needed around it."""
+    with cursor() as db:
+        db.execute(_insert_unless_conflict_sql(type(obj), conflict), _insert_values(obj))
+        row = db.fetchone()
+    if row is None:
+        return False
+    _mark_saved(obj, row[0])
+    return True
+
+
+@functools.cache
+def _update_sql(model: type[Model], names: tuple[str, ...]) -> str:
+    assignments = ", ".join(f"{_column(model, name)} = %s" for name in names)
+    return f"UPDATE {quote(model._meta.db_table)} SET {assignments} WHERE {_pk_column(model)} = %s"  # noqa: S608
+
+
+def update(obj: Model, names: tuple[str, ...]) -> int:
+    """Write the fields `names` of `obj` (saved before) to its row; returns the rows changed (0 or 1)."""
+    model = type(obj)
+    fields = [_field(model, name) for name in names]
+    params = [field.get_db_prep_save(field.pre_save(obj, False), connection) for field in fields]
+    with cursor() as db:
+        db.execute(_update_sql(model, names), [*params, obj.pk])
+        return db.rowcount
