@@ -6,6 +6,7 @@ import functools
 import hashlib
 import ipaddress
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
@@ -72,14 +73,6 @@ def audit_event_hash(event: AuditEvent) -> str:
     }
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
-def _lock_chain() -> None:
-    """Serialize chain appends: PostgreSQL by advisory lock until commit; SQLite takes its
-    write lock when the (IMMEDIATE) transaction begins."""
-    if connection.vendor == "postgresql":
-        with rawsql.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CHAIN_LOCK_ID])
 
 
 def _actor_fields(actor: Any) -> dict[str, Any]:
@@ -199,10 +192,35 @@ def audit_record_many(specs: list[AuditSpec]) -> list[AuditEvent]:
 
 
 def _append(field_sets: list[dict[str, Any]]) -> list[AuditEvent]:
-    _lock_chain()  # its own statement: a read in the same statement would use an older snapshot
-    with rawsql.cursor() as cursor:
-        cursor.execute(_chain_head_sql())
-        last = cursor.fetchone()
+    return _events_issue(audit_chain_claim(), field_sets)()
+
+
+@dataclass(frozen=True)
+class ChainClaim:
+    """The chain lock taken and the read of the chain's head issued (see `audit_chain_claim`)."""
+
+    head: rawsql.Pending
+
+
+def audit_chain_claim() -> ChainClaim:
+    """Take the chain lock (held until the caller's transaction ends) and issue the read of
+    the chain's head, as two statements: a read in the lock's statement would use a snapshot
+    older than the lock. Inside a `rawsql.pipeline()` both share a round trip with other
+    writes; `audit_append_issue` then appends on top of the head. (SQLite: the IMMEDIATE
+    transaction took the database's write lock when it began.)"""
+    if connection.vendor == "postgresql":
+        rawsql.issue("SELECT pg_advisory_xact_lock(%s)", [_CHAIN_LOCK_ID])
+    return ChainClaim(head=rawsql.issue(_chain_head_sql()))
+
+
+def audit_append_issue(claim: ChainClaim, specs: list[AuditSpec]) -> Callable[[], list[AuditEvent]]:
+    """Append `specs` on the claimed chain (inside the claim's transaction, after its pipeline);
+    issues the INSERT, and returns a function that gives the events once it ran."""
+    return _events_issue(claim, [_event_fields(spec) for spec in specs])
+
+
+def _events_issue(claim: ChainClaim, field_sets: list[dict[str, Any]]) -> Callable[[], list[AuditEvent]]:
+    last = claim.head.fetchone()
     seq, prev_hash = (last[0], last[1]) if last else (0, GENESIS_HASH)
     now = timezone.now()
     events = []
@@ -211,8 +229,13 @@ def _append(field_sets: list[dict[str, Any]]) -> list[AuditEvent]:
         event = AuditEvent(seq=seq, prev_hash=prev_hash, occurred_at=now, **fields)
         event.hash = prev_hash = audit_event_hash(event)
         events.append(event)
-    rawsql.insert(events)
-    return events
+    keys_set = rawsql.insert_issue(events)
+
+    def inserted() -> list[AuditEvent]:
+        keys_set()
+        return events
+
+    return inserted
 
 
 @functools.cache

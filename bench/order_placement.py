@@ -206,10 +206,12 @@ async def _client(port: int, count: int, seed: str, key: str, accounts: list[int
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(head + body)
         status_line = await reader.readline()
-        await reader.read()  # gunicorn's sync worker closes the connection after the response
+        rest = await reader.read()  # gunicorn's sync worker closes the connection after the response
         latencies.append(time.perf_counter() - started)
         writer.close()
         status = status_line.split(b" ", 2)[1].decode() if status_line else "closed"
+        if b"\r\nidempotent-replayed:" in b"\r\n" + rest.split(b"\r\n\r\n", 1)[0].lower():
+            status += " replayed"  # must never happen: every key is new
         statuses[status] = statuses.get(status, 0) + 1
 
 

@@ -10,9 +10,11 @@ here build each statement once per model (and backend), then only bind values:
 - `insert(objs)` — one multi-row `INSERT … RETURNING id`, `pre_save` honoured (auto_now,
   auto_now_add), the new primary keys set on the objects; `insert_unless_conflict(obj, …)`
   the same for one row that may collide with a unique constraint;
-- `update(obj, names)` — `UPDATE … SET <names> WHERE id = …` of one row.
+- `update(obj, names)` — `UPDATE … SET <names> WHERE id = …` of one row;
+- `pipeline()` with `issue(sql, params)` / `insert_issue(objs)` — statements sent together in
+  one round trip (PostgreSQL's pipeline mode), their results read after the block.
 
-They run on PostgreSQL and SQLite alike, through `cursor()`: on PostgreSQL a cursor with
+They run on PostgreSQL and SQLite alike, through `issue()`: on PostgreSQL a cursor with
 server-side binding whose statements are prepared once per connection (PostgreSQL then skips
 parsing and planning them: on the order path planning cost more than executing), elsewhere
 Django's own cursor. Use them only where a profile shows the ORM's cost; everywhere else the
@@ -26,7 +28,8 @@ import functools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from django.db import connection
+import psycopg
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Field, Model
 
 M = TypeVar("M", bound=Model)
@@ -39,46 +42,65 @@ def quote(name: str) -> str:
     return connection.ops.quote_name(name)
 
 
-class _PreparedCursor:
-    """A psycopg cursor on Django's connection (same transaction) that prepares what it runs;
-    errors come out as Django's database errors, like from any Django cursor."""
+@contextlib.contextmanager
+def pipeline() -> Iterator[None]:
+    """Statements issued inside (`issue`, `insert_issue`, `cursor`) go to PostgreSQL together
+    and run in order, each with its own snapshot like any statement; read their results after
+    the block (reading one inside would wait for all issued so far). An error in any of them
+    is raised when the block ends, and the transaction is then aborted. Elsewhere a no-op:
+    statements run as they are issued."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    connection.ensure_connection()
+    with connection.wrap_database_errors, connection.connection.pipeline():
+        yield
 
-    def __init__(self, cursor):
+
+class Pending:
+    """The result of an issued statement: rows to read once its pipeline ended."""
+
+    def __init__(self, cursor=None, rows: list | None = None, rowcount: int = -1):
         self._cursor = cursor
+        self._rows = rows
+        self._rowcount = rowcount
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        connection.validate_no_broken_transaction()
+    def fetchall(self) -> list:
+        if self._cursor is None:
+            return list(self._rows or [])
         with connection.wrap_database_errors:
-            self._cursor.execute(sql, params, prepare=True)
-
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        connection.validate_no_broken_transaction()
-        with connection.wrap_database_errors:
-            self._cursor.executemany(sql, rows)
+            return self._cursor.fetchall()
 
     def fetchone(self):
-        return self._cursor.fetchone()
-
-    def fetchall(self):
-        return self._cursor.fetchall()
+        rows = self.fetchall()
+        return rows[0] if rows else None
 
     @property
     def rowcount(self) -> int:
-        return self._cursor.rowcount
+        return self._cursor.rowcount if self._cursor is not None else self._rowcount
 
 
-@contextlib.contextmanager
-def cursor() -> Iterator[Any]:
-    """The cursor of the hot statements (see the module docstring)."""
-    if connection.vendor != "postgresql":
-        with connection.cursor() as django_cursor:
-            yield django_cursor
-        return
-    import psycopg
+def issue(sql: str, params: Sequence[Any] = ()) -> Pending:
+    """Run (or, inside `pipeline()`, queue) one prepared statement; its result comes as `Pending`.
 
-    connection.ensure_connection()
-    with psycopg.Cursor(connection.connection) as raw:
-        yield _PreparedCursor(raw)
+    Errors come out as Django's database errors, like from any Django cursor."""
+    db = connections[DEFAULT_DB_ALIAS]  # once: each attribute of the `connection` proxy looks it up again
+    if db.vendor != "postgresql":
+        with db.cursor() as django_cursor:
+            django_cursor.execute(sql, params)
+            rows = django_cursor.fetchall() if django_cursor.description else []
+            return Pending(rows=rows, rowcount=django_cursor.rowcount)
+    if db.connection is None:
+        db.ensure_connection()
+    if db.needs_rollback:
+        db.validate_no_broken_transaction()
+    raw = psycopg.Cursor(db.connection)
+    try:
+        raw.execute(sql, params, prepare=True)
+    except psycopg.Error:
+        with db.wrap_database_errors:
+            raise
+    return Pending(raw)
 
 
 @functools.cache
@@ -163,21 +185,32 @@ def _mark_saved(obj: Model, pk: Any) -> None:
 
 def insert(objs: Sequence[Model]) -> None:
     """INSERT `objs` (all of one model, none saved yet) and set their primary keys."""
+    insert_issue(objs)()
+
+
+def insert_issue(objs: Sequence[Model]) -> Callable[[], None]:
+    """Issue the INSERT of `objs` (see `insert`); the function returned sets their primary
+    keys, to call after the pipeline the statements went in."""
     if not objs:
-        return
+        return lambda: None
     model = type(objs[0])
     fields = _insert_fields(model)
     # SQLite does not promise RETURNING rows in VALUES order: one row per statement there.
     per_statement = max(1, _MAX_PARAMS // len(fields)) if connection.vendor == "postgresql" else 1
-    with cursor() as db:
-        for start in range(0, len(objs), per_statement):
-            chunk = objs[start : start + per_statement]
-            params: list[Any] = []
-            for obj in chunk:
-                params.extend(_insert_values(obj))
-            db.execute(_insert_sql(model, len(chunk)), params)
-            for obj, (pk,) in zip(chunk, db.fetchall(), strict=True):
+    issued: list[tuple[Sequence[Model], Pending]] = []
+    for start in range(0, len(objs), per_statement):
+        chunk = objs[start : start + per_statement]
+        params: list[Any] = []
+        for obj in chunk:
+            params.extend(_insert_values(obj))
+        issued.append((chunk, issue(_insert_sql(model, len(chunk)), params)))
+
+    def keys_set() -> None:
+        for chunk, pending in issued:
+            for obj, (pk,) in zip(chunk, pending.fetchall(), strict=True):
                 _mark_saved(obj, pk)
+
+    return keys_set
 
 
 @functools.cache
@@ -190,9 +223,7 @@ def _insert_unless_conflict_sql(model: type[Model], conflict: tuple[str, ...]) -
 def insert_unless_conflict(obj: Model, conflict: tuple[str, ...]) -> bool:
     """INSERT `obj` unless a row with the same `conflict` fields (a unique constraint) exists;
     True if inserted (its primary key set). No error, so no savepoint is needed around it."""
-    with cursor() as db:
-        db.execute(_insert_unless_conflict_sql(type(obj), conflict), _insert_values(obj))
-        row = db.fetchone()
+    row = issue(_insert_unless_conflict_sql(type(obj), conflict), _insert_values(obj)).fetchone()
     if row is None:
         return False
     _mark_saved(obj, row[0])
@@ -210,6 +241,4 @@ def update(obj: Model, names: tuple[str, ...]) -> int:
     model = type(obj)
     fields = [_field(model, name) for name in names]
     params = [field.get_db_prep_save(field.pre_save(obj, False), connection) for field in fields]
-    with cursor() as db:
-        db.execute(_update_sql(model, names), [*params, obj.pk])
-        return db.rowcount
+    return issue(_update_sql(model, names), [*params, obj.pk]).rowcount

@@ -83,13 +83,11 @@ def limits_effective(*, account_id: int | None, instrument_id: int | None) -> Ef
     """The tightest value of each limit over the venue, instrument, account and
     account-on-instrument rows; the price band falls back to TRADING_DEFAULT_PRICE_BAND_PCT."""
     keys = _scope_keys(account_id, instrument_id)
-    with rawsql.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {_LIMITS_SELECT} FROM riskmgmt_risklimit "  # noqa: S608 - names only
-            f"WHERE scope_key IN ({', '.join(['%s'] * len(keys))})",
-            keys,
-        )
-        return _limits_from(cursor.fetchone())
+    sql = (
+        f"SELECT {_LIMITS_SELECT} FROM riskmgmt_risklimit "  # noqa: S608 - names only
+        f"WHERE scope_key IN ({', '.join(['%s'] * len(keys))})"
+    )
+    return _limits_from(rawsql.issue(sql, keys).fetchone())
 
 
 @dataclass(frozen=True)
@@ -113,9 +111,7 @@ def pre_trade_snapshot(*, account_id: int, instrument_id: int, lock_asset_id: in
         f"FROM riskmgmt_risklimit WHERE scope_key IN ({', '.join(['%s'] * len(keys))})"
     )
     params: list[str | int] = [f"account:{account_id}", account_id, instrument_id, account_id, lock_asset_id, *keys]
-    with rawsql.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
+    row = rawsql.issue(sql, params).fetchone()
     return PreTradeSnapshot(
         limits=_limits_from(row[:6]),
         kill_switch_engaged=bool(row[6]),

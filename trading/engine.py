@@ -18,7 +18,7 @@ expire what they cannot fill; stop orders trigger on the last trade price.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -26,7 +26,7 @@ from typing import Any
 from django.db import connection, models
 from django.utils import timezone
 
-from audit.services import AuditSpec, audit_record_many
+from audit.services import AuditSpec, audit_append_issue, audit_chain_claim
 from marketdata.models import Asset, Instrument
 from portal import rawsql
 from portal.decimals import ZERO, ceil_amount, ceil_to, floor_amount, floor_to
@@ -43,7 +43,7 @@ from trading.choices import (
     TimeInForce,
 )
 from trading.events import TradingEvent, balance_event, order_event, publish_after_commit, trade_event
-from trading.ledger import BalanceChange, LedgerBatch
+from trading.ledger import AppliedBalance, BalanceChange, LedgerBatch
 from trading.models import Order, Position, Trade, TradingAccount
 from trading.positions import PositionState, position_after_fill
 
@@ -202,9 +202,7 @@ class MatchingSession:
         One statement: the instrument's row locked, its base and quote assets, and the id of
         the venue's fee account."""
         by_symbol = isinstance(instrument, str)
-        with rawsql.cursor() as cursor:
-            cursor.execute(_lock_sql(by_symbol), [instrument])
-            row = cursor.fetchone()
+        row = rawsql.issue(_lock_sql(by_symbol), [instrument]).fetchone()
         if row is None:
             raise NotFoundError("UNKNOWN_SYMBOL", f"No instrument {instrument!r}.")
         widths = [rawsql.column_count(Instrument), rawsql.column_count(Asset)]
@@ -253,9 +251,8 @@ class MatchingSession:
                 params.append(price_limit)
             if after is not None:
                 params += [after[0], after[0], after[1]]
-            with rawsql.cursor() as cursor:
-                cursor.execute(_book_sql(side, price_limit is not None, after is not None, page_size), params)
-                rows = rawsql.instances(Order, cursor.fetchall())
+            sql = _book_sql(side, price_limit is not None, after is not None, page_size)
+            rows = rawsql.instances(Order, rawsql.issue(sql, params).fetchall())
             for row in rows:
                 order = self.adopt(row)
                 if order.pk != exclude_id and order.is_open and order.is_working:
@@ -452,9 +449,8 @@ class MatchingSession:
         missing = sorted(account_ids - self._positions.keys())
         if not missing:
             return
-        with rawsql.cursor() as cursor:
-            cursor.execute(_positions_sql(len(missing)), [self.instrument.pk, *missing])
-            found = {position.account_id: position for position in rawsql.instances(Position, cursor.fetchall())}
+        rows = rawsql.issue(_positions_sql(len(missing)), [self.instrument.pk, *missing]).fetchall()
+        found = {position.account_id: position for position in rawsql.instances(Position, rows)}
         for account_id in missing:
             self._positions[account_id] = found.get(account_id) or Position(
                 account_id=account_id, instrument=self.instrument
@@ -542,9 +538,8 @@ class MatchingSession:
                 return
             self._price_moved = False
             last = self.instrument.last_price
-            with rawsql.cursor() as cursor:
-                cursor.execute(_waiting_stops_sql(), [self.instrument.pk, last, last, last, last])
-                waiting = rawsql.instances(Order, cursor.fetchall())
+            rows = rawsql.issue(_waiting_stops_sql(), [self.instrument.pk, last, last, last, last]).fetchall()
+            waiting = rawsql.instances(Order, rows)
             for row in waiting:
                 order = self.adopt(row)
                 if not order.is_open or order.is_working or not stop_condition_met(order, self.instrument.last_price):
@@ -565,43 +560,55 @@ class MatchingSession:
     # -- writing ---------------------------------------------------------------------------
 
     def flush(self, *, apply_balances: bool = True) -> None:
-        """Write everything this session did (see the module docstring for the order)."""
-        rawsql.insert(self._trades)
-        if self._dirty:
-            _orders_write(list(self._dirty.values()))
-        applied = self.batch.apply() if apply_balances else []
-        self._write_positions()
-        if self._instrument_changed:
-            instrument = self.instrument
-            with rawsql.cursor() as cursor:
-                cursor.execute(
+        """Write everything this session did, in two round trips: first the trades, changed
+        orders, balances (in the global lock order), positions, the instrument's last price and
+        sequence, and the audit chain's lock and head; then, with the trades' ids and the new
+        balances known, the ledger entries and the audit events. Events publish after commit."""
+        with rawsql.pipeline():
+            trade_keys_set = rawsql.insert_issue(self._trades)
+            for order in self._dirty.values():
+                rawsql.issue(_order_update_sql(), _order_update_params(order))
+            balances = self.batch.apply_issue() if apply_balances else None
+            position_keys_set = self._positions_issue()
+            if self._instrument_changed:
+                instrument = self.instrument
+                rawsql.issue(
                     _instrument_update_sql(),
                     [instrument.order_seq, instrument.last_price, instrument.last_trade_at, instrument.pk],
                 )
-        symbol = self.instrument.symbol
+            chain = audit_chain_claim()
+        trade_keys_set()
+        position_keys_set()
+        applied = balances.collect() if balances is not None else []
+        with rawsql.pipeline():
+            entry_keys_set = balances.entries_issue() if balances is not None else None
+            audit_append_issue(chain, self._audit_specs())
+        if entry_keys_set is not None:
+            entry_keys_set()
+        self._publish(applied)
+        self._trades, self._dirty, self._audit, self._positions = [], {}, [], {}
+
+    def _audit_specs(self) -> list[AuditSpec]:
+        """Placements first, then what the engine did (expiries, triggers, cancels), then the fills."""
+        placed = [
+            AuditSpec(action="order.place", actor=self.actor, target=order, after=order_audit_summary(order))
+            for order in self._orders.values()
+            if order.pk in self._new_order_ids
+        ]
+        fills = [
+            AuditSpec(action="order.fill", actor=ENGINE_ACTOR, target=trade, after=trade_audit_summary(trade))
+            for trade in self._trades
+        ]
+        return [*placed, *self._audit, *fills]
+
+    def _publish(self, applied: list[AppliedBalance]) -> None:
         asset_codes = {
             self.instrument.base_id: self.instrument.base.code,
             self.instrument.quote_id: self.instrument.quote.code,
         }
-        for order in self._orders.values():
-            if order.pk in self._new_order_ids:
-                self._audit.insert(
-                    0,
-                    AuditSpec(
-                        action="order.place",
-                        actor=self.actor,
-                        target=order,
-                        after=order_audit_summary(order),
-                    ),
-                )
-        self._audit.extend(
-            AuditSpec(action="order.fill", actor=ENGINE_ACTOR, target=trade, after=trade_audit_summary(trade))
-            for trade in self._trades
-        )
-        audit_record_many(self._audit)
         published = {**{pk: self._orders[pk] for pk in self._new_order_ids}, **self._dirty}
         events: list[TradingEvent] = [order_event(order) for order in published.values()]
-        events += [trade_event(trade, symbol=symbol) for trade in self._trades]
+        events += [trade_event(trade, symbol=self.instrument.symbol) for trade in self._trades]
         events += [
             balance_event(
                 account_id=balance.account_id,
@@ -612,19 +619,14 @@ class MatchingSession:
             for balance in applied
         ]
         publish_after_commit(events)
-        self._trades, self._dirty, self._audit = [], {}, []
 
-    def _write_positions(self) -> None:
+    def _positions_issue(self) -> Callable[[], None]:
         new = [position for position in self._positions.values() if position.pk is None]
-        existing = [position for position in self._positions.values() if position.pk is not None]
-        rawsql.insert(new)
-        if existing:
-            with rawsql.cursor() as cursor:
-                cursor.executemany(
-                    _position_update_sql(),
-                    [[p.quantity, p.average_price, p.realized_pnl, p.fees_paid, self.now, p.pk] for p in existing],
-                )
-        self._positions = {}
+        for position in self._positions.values():
+            if position.pk is not None:
+                params = [position.quantity, position.average_price, position.realized_pnl, position.fees_paid]
+                rawsql.issue(_position_update_sql(), [*params, self.now, position.pk])
+        return rawsql.insert_issue(new)
 
 
 @functools.cache
@@ -684,15 +686,9 @@ def _order_update_sql() -> str:
     return f"UPDATE {quote(Order._meta.db_table)} SET {assignments} WHERE id = %s"  # noqa: S608 - names only
 
 
-def _orders_write(orders: list[Order]) -> None:
-    """One prepared UPDATE per changed order (the ORM's bulk_update builds a CASE per column
-    and costs more to compile than the statements cost to run)."""
-    rows = []
-    for order in orders:
-        values = [field.get_db_prep_save(getattr(order, field.attname), connection) for field in _order_update_fields()]
-        rows.append([*values, order.pk])
-    with rawsql.cursor() as cursor:
-        cursor.executemany(_order_update_sql(), rows)
+def _order_update_params(order: Order) -> list[Any]:
+    values = [field.get_db_prep_save(getattr(order, field.attname), connection) for field in _order_update_fields()]
+    return [*values, order.pk]
 
 
 def order_audit_summary(order: Order) -> dict[str, Any]:

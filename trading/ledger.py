@@ -53,7 +53,8 @@ class AppliedBalance:
 
 @dataclass
 class LedgerBatch:
-    """Balance changes of one transaction, applied once by `apply()`."""
+    """Balance changes of one transaction, applied once by `apply()` (or in two steps,
+    `apply_issue()` then `PendingBalances.collect()`, to share round trips with other writes)."""
 
     changes: list[BalanceChange] = field(default_factory=list)
 
@@ -62,9 +63,15 @@ class LedgerBatch:
             self.changes.append(change)
 
     def apply(self) -> list[AppliedBalance]:
-        applied = balance_changes_apply(self.changes)
-        self.changes = []
+        pending = self.apply_issue()
+        applied = pending.collect()
+        pending.entries_issue()()
         return applied
+
+    def apply_issue(self) -> PendingBalances:
+        pending = balance_changes_issue(self.changes)
+        self.changes = []
+        return pending
 
 
 @functools.cache
@@ -82,40 +89,74 @@ def balance_changes_apply(changes: list[BalanceChange]) -> list[AppliedBalance]:
 
     Returns the resulting balance of every touched (account, asset).
     """
+    pending = balance_changes_issue(changes)
+    applied = pending.collect()
+    pending.entries_issue()()
+    return applied
+
+
+@dataclass
+class PendingBalances:
+    """Guarded UPDATEs issued (possibly inside a `rawsql.pipeline()`), not read yet."""
+
+    changes: list[BalanceChange]
+    net: dict[tuple[int, int], tuple[Decimal, Decimal]]
+    issued: dict[tuple[int, int], rawsql.Pending]
+    now: Any
+    finals: dict[tuple[int, int], tuple[Decimal, Decimal]] = field(default_factory=dict)
+
+    def collect(self) -> list[AppliedBalance]:
+        """Read the new balances; raises `InsufficientBalance` for the first refused row
+        (a missing balance row is created and credited here)."""
+        for key in sorted(self.net):
+            if key not in self.finals:
+                row = self.issued[key].fetchone()
+                self.finals[key] = (Decimal(row[0]), Decimal(row[1])) if row is not None else self._missing_row(key)
+        return [AppliedBalance(key[0], key[1], free, locked) for key, (free, locked) in self.finals.items()]
+
+    def _missing_row(self, key: tuple[int, int]) -> tuple[Decimal, Decimal]:
+        account_id, asset_id = key
+        free_delta, locked_delta = self.net[key]
+        if (
+            free_delta < 0
+            or locked_delta < 0
+            or Balance.objects.filter(account_id=account_id, asset_id=asset_id).exists()
+        ):
+            raise InsufficientBalance(account_id=account_id, asset_id=asset_id)
+        Balance.objects.bulk_create([Balance(account_id=account_id, asset_id=asset_id)], ignore_conflicts=True)
+        row = _guarded_update(key, free_delta, locked_delta, self.now).fetchone()
+        if row is None:
+            raise InsufficientBalance(account_id=account_id, asset_id=asset_id)
+        return Decimal(row[0]), Decimal(row[1])
+
+    def entries_issue(self):
+        """Issue the INSERT of one ledger entry per change (after `collect`)."""
+        return _entries_issue(self.changes, self.finals)
+
+
+def balance_changes_issue(changes: list[BalanceChange]) -> PendingBalances:
+    """Issue one guarded UPDATE per touched (account, asset), in (account, asset) order."""
     net: dict[tuple[int, int], list[Decimal]] = defaultdict(lambda: [ZERO, ZERO])
     for change in changes:
         totals = net[(change.account_id, change.asset_id)]
         totals[0] += change.free_delta
         totals[1] += change.locked_delta
-    now = timezone.now()
-    finals: dict[tuple[int, int], tuple[Decimal, Decimal]] = {}
-    with rawsql.cursor() as cursor:
-        for key in sorted(net):
-            free_delta, locked_delta = net[key]
-            finals[key] = _apply_one(cursor, key, free_delta, locked_delta, now)
-    _write_entries(changes, finals)
-    return [AppliedBalance(key[0], key[1], free, locked) for key, (free, locked) in finals.items()]
+    pending = PendingBalances(
+        changes=changes, net={key: (v[0], v[1]) for key, v in net.items()}, issued={}, now=timezone.now()
+    )
+    for key in sorted(pending.net):
+        free_delta, locked_delta = pending.net[key]
+        if connection.vendor != "postgresql":
+            pending.finals[key] = _apply_one_serialized(key[0], key[1], free_delta, locked_delta)
+        else:
+            pending.issued[key] = _guarded_update(key, free_delta, locked_delta, pending.now)
+    return pending
 
 
-def _apply_one(
-    cursor, key: tuple[int, int], free_delta: Decimal, locked_delta: Decimal, now
-) -> tuple[Decimal, Decimal]:
+def _guarded_update(key: tuple[int, int], free_delta: Decimal, locked_delta: Decimal, now) -> rawsql.Pending:
     account_id, asset_id = key
-    if connection.vendor != "postgresql":
-        return _apply_one_serialized(account_id, asset_id, free_delta, locked_delta)
     params = [free_delta, locked_delta, now, account_id, asset_id, free_delta, locked_delta]
-    cursor.execute(_guarded_update_sql(), params)
-    row = cursor.fetchone()
-    if row is not None:
-        return Decimal(row[0]), Decimal(row[1])
-    if free_delta < 0 or locked_delta < 0 or Balance.objects.filter(account_id=account_id, asset_id=asset_id).exists():
-        raise InsufficientBalance(account_id=account_id, asset_id=asset_id)
-    Balance.objects.bulk_create([Balance(account_id=account_id, asset_id=asset_id)], ignore_conflicts=True)
-    cursor.execute(_guarded_update_sql(), params)
-    row = cursor.fetchone()
-    if row is None:
-        raise InsufficientBalance(account_id=account_id, asset_id=asset_id)
-    return Decimal(row[0]), Decimal(row[1])
+    return rawsql.issue(_guarded_update_sql(), params)
 
 
 def _apply_one_serialized(account_id: int, asset_id: int, free_delta: Decimal, locked_delta: Decimal):
@@ -133,7 +174,7 @@ def _apply_one_serialized(account_id: int, asset_id: int, free_delta: Decimal, l
     return free, locked
 
 
-def _write_entries(changes: list[BalanceChange], finals: dict[tuple[int, int], tuple[Decimal, Decimal]]) -> None:
+def _entries_issue(changes: list[BalanceChange], finals: dict[tuple[int, int], tuple[Decimal, Decimal]]):
     """One entry per change, each with the balance right after it (walked back from the final)."""
     running = {key: list(value) for key, value in finals.items()}
     entries: list[LedgerEntry] = []
@@ -156,4 +197,4 @@ def _write_entries(changes: list[BalanceChange], finals: dict[tuple[int, int], t
         )
         running[key] = [free_after - change.free_delta, locked_after - change.locked_delta]
     entries.reverse()
-    rawsql.insert(entries)
+    return rawsql.insert_issue(entries)

@@ -111,9 +111,7 @@ def _account_by_id(account_id: int) -> TradingAccount | None:
     """One account by id without the query compiler (every order placed reads one, bench/README.md)."""
     if not 0 < account_id < 2**63:
         return None  # no such id can exist (and the database would refuse to compare it)
-    with rawsql.cursor() as cursor:
-        cursor.execute(_account_by_id_sql(), [account_id])
-        rows = cursor.fetchall()
+    rows = rawsql.issue(_account_by_id_sql(), [account_id]).fetchall()
     return rawsql.instances(TradingAccount, rows)[0] if rows else None
 
 
