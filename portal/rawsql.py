@@ -38,6 +38,13 @@ M = TypeVar("M", bound=Model)
 _MAX_PARAMS = 999
 
 
+def database():
+    """The default database's wrapper itself: every attribute read through Django's
+    `connection` proxy looks the wrapper up again (a context-local lookup), and the hot path
+    reads dozens per order."""
+    return connections[DEFAULT_DB_ALIAS]
+
+
 def quote(name: str) -> str:
     return connection.ops.quote_name(name)
 
@@ -49,11 +56,12 @@ def pipeline() -> Iterator[None]:
     the block (reading one inside would wait for all issued so far). An error in any of them
     is raised when the block ends, and the transaction is then aborted. Elsewhere a no-op:
     statements run as they are issued."""
-    if connection.vendor != "postgresql":
+    db = database()
+    if db.vendor != "postgresql":
         yield
         return
-    connection.ensure_connection()
-    with connection.wrap_database_errors, connection.connection.pipeline():
+    db.ensure_connection()
+    with db.wrap_database_errors, db.connection.pipeline():
         yield
 
 
@@ -68,7 +76,7 @@ class Pending:
     def fetchall(self) -> list:
         if self._cursor is None:
             return list(self._rows or [])
-        with connection.wrap_database_errors:
+        with database().wrap_database_errors:
             return self._cursor.fetchall()
 
     def fetchone(self):
@@ -84,7 +92,7 @@ def issue(sql: str, params: Sequence[Any] = ()) -> Pending:
     """Run (or, inside `pipeline()`, queue) one prepared statement; its result comes as `Pending`.
 
     Errors come out as Django's database errors, like from any Django cursor."""
-    db = connections[DEFAULT_DB_ALIAS]  # once: each attribute of the `connection` proxy looks it up again
+    db = database()
     if db.vendor != "postgresql":
         with db.cursor() as django_cursor:
             django_cursor.execute(sql, params)
@@ -132,15 +140,16 @@ def _converters(model: type[Model], vendor: str) -> tuple[tuple[int, list[Callab
 
 def instances(model: type[M], rows: Iterable[Sequence[Any]]) -> list[M]:
     """Instances of `model` from rows selected with `columns(model)` (state: loaded from the database)."""
-    converters = _converters(model, connection.vendor)
+    db = database()
+    converters = _converters(model, db.vendor)
     names = [field.attname for field in _column_fields(model)]
     result = []
     for row in rows:
         values = list(row)
         for index, functions, col in converters:
             for function in functions:
-                values[index] = function(values[index], col, connection)
-        result.append(model.from_db(connection.alias, names, values))
+                values[index] = function(values[index], col, db)
+        result.append(model.from_db(db.alias, names, values))
     return result
 
 
@@ -173,14 +182,14 @@ def _insert_sql(model: type[Model], rows: int) -> str:
     )
 
 
-def _insert_values(obj: Model) -> list[Any]:
-    return [field.get_db_prep_save(field.pre_save(obj, True), connection) for field in _insert_fields(type(obj))]
+def _insert_values(obj: Model, db) -> list[Any]:
+    return [field.get_db_prep_save(field.pre_save(obj, True), db) for field in _insert_fields(type(obj))]
 
 
 def _mark_saved(obj: Model, pk: Any) -> None:
     obj.pk = pk
     obj._state.adding = False
-    obj._state.db = connection.alias
+    obj._state.db = DEFAULT_DB_ALIAS
 
 
 def insert(objs: Sequence[Model]) -> None:
@@ -196,13 +205,14 @@ def insert_issue(objs: Sequence[Model]) -> Callable[[], None]:
     model = type(objs[0])
     fields = _insert_fields(model)
     # SQLite does not promise RETURNING rows in VALUES order: one row per statement there.
-    per_statement = max(1, _MAX_PARAMS // len(fields)) if connection.vendor == "postgresql" else 1
+    db = database()
+    per_statement = max(1, _MAX_PARAMS // len(fields)) if db.vendor == "postgresql" else 1
     issued: list[tuple[Sequence[Model], Pending]] = []
     for start in range(0, len(objs), per_statement):
         chunk = objs[start : start + per_statement]
         params: list[Any] = []
         for obj in chunk:
-            params.extend(_insert_values(obj))
+            params.extend(_insert_values(obj, db))
         issued.append((chunk, issue(_insert_sql(model, len(chunk)), params)))
 
     def keys_set() -> None:
@@ -223,7 +233,7 @@ def _insert_unless_conflict_sql(model: type[Model], conflict: tuple[str, ...]) -
 def insert_unless_conflict(obj: Model, conflict: tuple[str, ...]) -> bool:
     """INSERT `obj` unless a row with the same `conflict` fields (a unique constraint) exists;
     True if inserted (its primary key set). No error, so no savepoint is needed around it."""
-    row = issue(_insert_unless_conflict_sql(type(obj), conflict), _insert_values(obj)).fetchone()
+    row = issue(_insert_unless_conflict_sql(type(obj), conflict), _insert_values(obj, database())).fetchone()
     if row is None:
         return False
     _mark_saved(obj, row[0])
@@ -240,5 +250,6 @@ def update(obj: Model, names: tuple[str, ...]) -> int:
     """Write the fields `names` of `obj` (saved before) to its row; returns the rows changed (0 or 1)."""
     model = type(obj)
     fields = [_field(model, name) for name in names]
-    params = [field.get_db_prep_save(field.pre_save(obj, False), connection) for field in fields]
+    db = database()
+    params = [field.get_db_prep_save(field.pre_save(obj, False), db) for field in fields]
     return issue(_update_sql(model, names), [*params, obj.pk]).rowcount

@@ -687,7 +687,8 @@ def _order_update_sql() -> str:
 
 
 def _order_update_params(order: Order) -> list[Any]:
-    values = [field.get_db_prep_save(getattr(order, field.attname), connection) for field in _order_update_fields()]
+    db = rawsql.database()
+    values = [field.get_db_prep_save(getattr(order, field.attname), db) for field in _order_update_fields()]
     return [*values, order.pk]
 
 
