@@ -346,13 +346,13 @@ def build_report(args, machine, http, engine, reconcile, started) -> str:
         "",
         "Engine alone (`order_place` in-process, no HTTP):",
         "",
-        "| threads | instruments | orders/s | p50 ms | p99 ms |",
-        "|---|---|---|---|---|",
+        "| threads | instruments | orders/s | p50 ms | p99 ms | refused |",
+        "|---|---|---|---|---|---|",
     ]
     for (threads, spread), result in engine.items():
         lines.append(
             f"| {threads} | {'4 (spread)' if spread else '1 (hot)'} | {result['rate']:.0f} | "
-            f"{result['p50_ms']:.1f} | {result['p99_ms']:.1f} |"
+            f"{result['p50_ms']:.1f} | {result['p99_ms']:.1f} | {result['rejected']} |"
         )
     verdict = "clean" if reconcile.returncode == 0 else "BROKEN"
     output = (reconcile.stdout.strip() or reconcile.stderr.strip()).splitlines()

@@ -38,3 +38,11 @@ def test_schedule_entries_fall_due_after_their_interval():
     assert _due_entries(fresh) == []
     stale = {**fresh, "heartbeat": now - timedelta(seconds=31)}
     assert _due_entries(stale) == ["heartbeat"]
+
+
+def test_a_job_run_in_process_leaves_no_audit_context_behind():
+    from audit.context import audit_context_get
+
+    before = audit_context_get()
+    tasks.heartbeat.apply()  # runs here, in this thread, with its task signals
+    assert audit_context_get() == before

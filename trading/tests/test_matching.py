@@ -46,6 +46,26 @@ def test_better_price_fills_first_then_earlier_order_at_the_same_price(place, se
     assert_reconciled()
 
 
+@pytest.mark.parametrize("resting_side", ["BUY", "SELL"])
+def test_a_sweep_across_many_pages_of_the_book_keeps_price_time_priority(place, funded_account, resting_side):
+    """More resting orders than a book page (8, then 40): each side is read best price first,
+    then oldest first, across page boundaries (bids come from their own index)."""
+    makers = [funded_account(f"maker{n}", BTC="100", USDT="100000") for n in range(3)]
+    prices = ["99", "98", "97"] if resting_side == "BUY" else ["101", "102", "103"]
+    resting = []
+    for round_ in range(5):
+        for n, price in enumerate(prices):  # interleaved: time order differs from price order
+            resting.append(place(makers[(round_ + n) % 3], resting_side, qty="1", price=price))
+    taker_side = "SELL" if resting_side == "BUY" else "BUY"
+    taker = place(funded_account("taker", BTC="100", USDT="100000"), taker_side, "MARKET", qty="15")
+
+    better_first = sorted(resting, key=lambda o: (-o.price if resting_side == "BUY" else o.price, o.pk))
+    assert list(Trade.objects.order_by("id").values_list("maker_order_id", flat=True)) == [o.pk for o in better_first]
+    taker.refresh_from_db()
+    assert taker.status == "FILLED"
+    assert_reconciled()
+
+
 def test_trade_executes_at_the_resting_orders_price_and_partial_fill_rests(place, seller, buyer):
     place(seller, "SELL", qty="1", price="99")
     taker = place(buyer, "BUY", qty="3", price="100")

@@ -1,0 +1,107 @@
+"""portal/rawsql.py: the hot path's raw statements read and write what the ORM would."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from portal import rawsql
+from portal.api.shared_serializers import shared_serializer
+from portal.models import IdempotencyRecord
+from trading.api.v1.serializers import OrderSerializer
+from trading.models import Position
+
+pytestmark = pytest.mark.django_db
+
+
+def _record(key: str, **extra) -> IdempotencyRecord:
+    return IdempotencyRecord(
+        scope="key:1",
+        key=key,
+        method="POST",
+        path="/x",
+        fingerprint="f" * 64,
+        locked_until=timezone.now() + timedelta(seconds=30),
+        **extra,
+    )
+
+
+def test_insert_gives_each_object_the_key_of_its_own_row():
+    records = [_record(f"k{n}", response_status=200 + n, response_body={"n": n}) for n in range(5)]
+    rawsql.insert(records)
+    for n, record in enumerate(records):
+        stored = IdempotencyRecord.objects.get(pk=record.pk)
+        assert (stored.key, stored.response_status, stored.response_body) == (f"k{n}", 200 + n, {"n": n})
+        assert not record._state.adding
+
+
+def test_instances_read_back_what_the_orm_reads_decimals_included(market, funded_account):
+    account = funded_account("alice", USDT="10")
+    position = Position.objects.create(
+        account=account, instrument=market.btcusdt, quantity=Decimal("0.12345678"), average_price=Decimal("64000.5")
+    )
+    rows = rawsql.issue(
+        f"SELECT {rawsql.columns(Position)} FROM trading_position WHERE id = %s",  # noqa: S608 - names only
+        [position.pk],
+    ).fetchall()
+    (loaded,) = rawsql.instances(Position, rows)
+    expected = Position.objects.get(pk=position.pk)
+    for field in Position._meta.concrete_fields:
+        assert getattr(loaded, field.attname) == getattr(expected, field.attname), field.name
+    assert isinstance(loaded.quantity, Decimal) and loaded.quantity == Decimal("0.12345678")
+
+
+def test_insert_unless_conflict_reports_the_collision_and_leaves_the_transaction_usable():
+    first = _record("same")
+    with transaction.atomic():
+        assert rawsql.insert_unless_conflict(first, ("scope", "key")) is True
+        assert rawsql.insert_unless_conflict(_record("same"), ("scope", "key")) is False
+        assert IdempotencyRecord.objects.filter(key="same").count() == 1  # still usable: no error was raised
+    assert first.pk is not None
+
+
+def test_update_writes_only_the_named_fields():
+    record = _record("upd")
+    rawsql.insert([record])
+    record.response_status, record.path = 201, "/not-written"
+    assert rawsql.update(record, ("response_status",)) == 1
+    stored = IdempotencyRecord.objects.get(pk=record.pk)
+    assert (stored.response_status, stored.path) == (201, "/x")
+
+
+def test_database_errors_come_out_as_djangos():
+    rawsql.insert([_record("dup")])
+    with pytest.raises(IntegrityError), transaction.atomic():
+        rawsql.insert([_record("dup")])
+
+
+def test_statements_issued_in_a_pipeline_are_read_after_it():
+    with transaction.atomic():
+        with rawsql.pipeline():
+            keys_set = rawsql.insert_issue([_record("p1"), _record("p2")])
+            count = rawsql.issue("SELECT COUNT(*) FROM portal_idempotencyrecord WHERE key IN ('p1', 'p2')")
+        keys_set()
+        assert count.fetchone()[0] == 2  # the SELECT ran after the INSERT, in order
+
+
+def test_an_error_in_a_pipeline_is_raised_at_its_end_and_nothing_of_it_stays():
+    rawsql.insert([_record("taken")])
+    with pytest.raises(IntegrityError), transaction.atomic(), rawsql.pipeline():
+        rawsql.insert_issue([_record("fresh")])
+        rawsql.insert_issue([_record("taken")])
+    assert not IdempotencyRecord.objects.filter(key="fresh").exists()
+
+
+def test_shared_serializers_are_one_per_thread():
+    mine = shared_serializer(OrderSerializer)
+    assert shared_serializer(OrderSerializer) is mine
+    theirs: list[OrderSerializer] = []
+    thread = threading.Thread(target=lambda: theirs.append(shared_serializer(OrderSerializer)))
+    thread.start()
+    thread.join()
+    assert theirs[0] is not mine and isinstance(theirs[0], OrderSerializer)
