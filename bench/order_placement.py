@@ -175,10 +175,17 @@ INSTRUMENTS = [
 ]
 
 
-def order_body(rng: random.Random, accounts: list[int]) -> bytes:
+#: The API floor's symbol: no instrument has it, so the request runs the whole API layer
+#: (authentication, rate limit, idempotency claim and answer, validation, the account read)
+#: and the engine's opening statement, then ends 404 UNKNOWN_SYMBOL without matching.
+FLOOR_SYMBOL = "NOSUCHPAIR"
+
+
+def order_body(rng: random.Random, accounts: list[int], *, floor: bool = False) -> bytes:
     """One order of the mix: 70 % resting limit, 20 % crossing limit, 10 % market."""
     symbol, reference, quantities = rng.choice(INSTRUMENTS)
     side = rng.choice(["BUY", "SELL"])
+    symbol = FLOOR_SYMBOL if floor else symbol
     body = {"account": rng.choice(accounts), "symbol": symbol, "side": side, "quantity": rng.choice(quantities)}
     roll = rng.random()
     if roll < 0.10:
@@ -193,10 +200,12 @@ def order_body(rng: random.Random, accounts: list[int]) -> bytes:
     return json.dumps(body).encode()
 
 
-async def _client(port: int, count: int, seed: str, key: str, accounts: list[int], latencies, statuses) -> None:
+async def _client(
+    port: int, count: int, seed: str, key: str, accounts: list[int], latencies, statuses, floor: bool
+) -> None:
     rng = random.Random(seed)
     for n in range(count):
-        body = order_body(rng, accounts)
+        body = order_body(rng, accounts, floor=floor)
         head = (
             f"POST /api/v1/orders HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Api-Key {key}\r\n"
             f"Content-Type: application/json\r\nIdempotency-Key: bench-{seed}-{n}-{rng.getrandbits(48)}\r\n"
@@ -215,11 +224,12 @@ async def _client(port: int, count: int, seed: str, key: str, accounts: list[int
         statuses[status] = statuses.get(status, 0) + 1
 
 
-def run_orders(port: int, clients: int, orders: int, key: str, accounts: list[int]) -> dict:
+def run_orders(port: int, clients: int, orders: int, key: str, accounts: list[int], *, floor: bool = False) -> dict:
     """`clients` concurrent callers place `orders` orders in all (a fixed count), one
     connection per request like any HTTP/1.1 client of a sync gunicorn. Every measurement
     seeds its callers afresh, so no Idempotency-Key repeats one of an earlier measurement
-    (a repeat would be a cheap replay, not an order)."""
+    (a repeat would be a cheap replay, not an order). `floor`: the same requests for an
+    unknown symbol (see FLOOR_SYMBOL)."""
     salt = os.urandom(8).hex()
     latencies: list[float] = []
     statuses: dict[str, int] = {}
@@ -228,7 +238,7 @@ def run_orders(port: int, clients: int, orders: int, key: str, accounts: list[in
         started = time.perf_counter()
         await asyncio.gather(
             *(
-                _client(port, orders // clients, f"{salt}-{n}", key, accounts[:2], latencies, statuses)
+                _client(port, orders // clients, f"{salt}-{n}", key, accounts[:2], latencies, statuses, floor)
                 for n in range(clients)
             )
         )
@@ -284,11 +294,20 @@ def main(argv=None) -> int:
     try:
         for round_number in range(1, args.rounds + 1):
             for clients in client_counts:
-                log(f"round {round_number}, {clients} client(s): orders, bare view, pgbench")
+                log(f"round {round_number}, {clients} client(s): orders, API floor, bare view, pgbench")
                 orders = run_orders(port, clients, args.orders, setup["key"], setup["accounts"])
+                floor = run_orders(port, clients, args.orders, setup["key"], setup["accounts"], floor=True)
                 bare = run_wrk(port, "/bench/bare", clients, args.ceiling_seconds, setup["key"])
                 tps = run_pgbench(clients, args.ceiling_seconds)
-                http[clients].append({**orders, "bare_rps": bare["rps"], "pgbench_tps": tps})
+                http[clients].append(
+                    {
+                        **orders,
+                        "floor_rps": floor["rate"],
+                        "floor_statuses": floor["statuses"],
+                        "bare_rps": bare["rps"],
+                        "pgbench_tps": tps,
+                    }
+                )
     finally:
         stop(server)
         sock.close()
@@ -321,22 +340,26 @@ def build_report(args, machine, http, engine, reconcile, started) -> str:
         f"Python {machine['python']}; {machine['versions']}. gunicorn sync × {args.workers}, "
         f"{args.orders} orders per measurement, {args.rounds} round(s), medians over rounds.",
         "",
-        "| clients | orders/s | p50 ms | p99 ms | bare view req/s | orders ÷ bare "
-        "| pgbench -N TPS | orders ÷ pgbench | statuses |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| clients | orders/s | p50 ms | p99 ms | API floor req/s | bare view req/s | orders ÷ bare "
+        "| floor ÷ bare | pgbench -N TPS | orders ÷ pgbench | statuses |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for clients, rounds in http.items():
         statuses: dict[str, int] = {}
         for r in rounds:
             for status, count in r["statuses"].items():
                 statuses[status] = statuses.get(status, 0) + count
+            for status, count in r["floor_statuses"].items():
+                statuses[f"floor {status}"] = statuses.get(f"floor {status}", 0) + count
         cells = [
             str(clients),
             f"{median([r['rate'] for r in rounds]):.0f}",
             f"{median([r['p50_ms'] for r in rounds]):.1f}",
             f"{median([r['p99_ms'] for r in rounds]):.1f}",
+            f"{median([r['floor_rps'] for r in rounds]):.0f}",
             f"{median([r['bare_rps'] for r in rounds]):.0f}",
             f"{median([r['rate'] / r['bare_rps'] for r in rounds]):.1%}",
+            f"{median([r['floor_rps'] / r['bare_rps'] for r in rounds]):.1%}",
             f"{median([r['pgbench_tps'] for r in rounds]):.0f}",
             f"{median([r['rate'] / r['pgbench_tps'] for r in rounds]):.1%}",
             ", ".join(f"{s}: {n}" for s, n in sorted(statuses.items())),
