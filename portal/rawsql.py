@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -61,8 +62,13 @@ def pipeline() -> Iterator[None]:
         yield
         return
     db.ensure_connection()
-    with db.wrap_database_errors, db.connection.pipeline():
-        yield
+    with db.wrap_database_errors:
+        try:
+            with db.connection.pipeline():
+                yield
+        except psycopg.Error as error:
+            _close_if_plans_stale(db, error)
+            raise
 
 
 class Pending:
@@ -105,10 +111,20 @@ def issue(sql: str, params: Sequence[Any] = ()) -> Pending:
     raw = psycopg.Cursor(db.connection)
     try:
         raw.execute(sql, params, prepare=True)
-    except psycopg.Error:
+    except psycopg.Error as error:
+        _close_if_plans_stale(db, error)
         with db.wrap_database_errors:
             raise
     return Pending(raw)
+
+
+def _close_if_plans_stale(db, error: psycopg.Error) -> None:
+    """A migration that changed a column's type invalidates this connection's prepared
+    statements ("cached plan must not change result type", 0A000), and psycopg would keep
+    reusing them: the request fails, and the connection is closed when it ends (Django's
+    `close_old_connections`), so the next one prepares afresh."""
+    if getattr(error, "sqlstate", None) == "0A000" and "cached plan" in str(error):
+        db.close_at = time.monotonic()
 
 
 @functools.cache
@@ -248,8 +264,13 @@ def _update_sql(model: type[Model], names: tuple[str, ...]) -> str:
 
 def update(obj: Model, names: tuple[str, ...]) -> int:
     """Write the fields `names` of `obj` (saved before) to its row; returns the rows changed (0 or 1)."""
+    return update_issue(obj, names).rowcount
+
+
+def update_issue(obj: Model, names: tuple[str, ...]) -> Pending:
+    """Issue the UPDATE of `update` (its row count is read after the pipeline it went in)."""
     model = type(obj)
     fields = [_field(model, name) for name in names]
     db = database()
     params = [field.get_db_prep_save(field.pre_save(obj, False), db) for field in fields]
-    return issue(_update_sql(model, names), [*params, obj.pk]).rowcount
+    return issue(_update_sql(model, names), [*params, obj.pk])

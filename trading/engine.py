@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection, models
+from django.db import connection
 from django.utils import timezone
 
 from audit.services import AuditSpec, audit_append_issue, audit_chain_claim
@@ -53,7 +53,8 @@ BOOK_MAX_PAGE = 1000
 MAX_TRIGGER_ROUNDS = 100
 ENGINE_ACTOR = "engine"
 
-_ORDER_UPDATE_FIELDS = [
+_POSITION_FIELDS = ("quantity", "average_price", "realized_pnl", "fees_paid", "updated_at")
+_ORDER_UPDATE_FIELDS = (
     "status",
     "executed_qty",
     "executed_quote",
@@ -64,7 +65,7 @@ _ORDER_UPDATE_FIELDS = [
     "expire_reason",
     "updated_at",
     "done_at",
-]
+)
 
 
 def opposite(side: str) -> str:
@@ -567,15 +568,11 @@ class MatchingSession:
         with rawsql.pipeline():
             trade_keys_set = rawsql.insert_issue(self._trades)
             for order in self._dirty.values():
-                rawsql.issue(_order_update_sql(), _order_update_params(order))
+                rawsql.update_issue(order, _ORDER_UPDATE_FIELDS)
             balances = self.batch.apply_issue() if apply_balances else None
             position_keys_set = self._positions_issue()
             if self._instrument_changed:
-                instrument = self.instrument
-                rawsql.issue(
-                    _instrument_update_sql(),
-                    [instrument.order_seq, instrument.last_price, instrument.last_trade_at, instrument.pk],
-                )
+                rawsql.update_issue(self.instrument, ("order_seq", "last_price", "last_trade_at"))
             chain = audit_chain_claim()
         trade_keys_set()
         position_keys_set()
@@ -624,8 +621,7 @@ class MatchingSession:
         new = [position for position in self._positions.values() if position.pk is None]
         for position in self._positions.values():
             if position.pk is not None:
-                params = [position.quantity, position.average_price, position.realized_pnl, position.fees_paid]
-                rawsql.issue(_position_update_sql(), [*params, self.now, position.pk])
+                rawsql.update_issue(position, _POSITION_FIELDS)
         return rawsql.insert_issue(new)
 
 
@@ -654,42 +650,6 @@ def _positions_sql(accounts: int) -> str:
         f"SELECT {rawsql.columns(Position)} FROM {q(Position._meta.db_table)} "  # noqa: S608 - names only
         f"WHERE {q('instrument_id')} = %s AND {q('account_id')} IN ({', '.join(['%s'] * accounts)})"
     )
-
-
-@functools.cache
-def _position_update_sql() -> str:
-    q = rawsql.quote
-    assignments = ", ".join(
-        f"{q(name)} = %s" for name in ("quantity", "average_price", "realized_pnl", "fees_paid", "updated_at")
-    )
-    return f"UPDATE {q(Position._meta.db_table)} SET {assignments} WHERE {q('id')} = %s"  # noqa: S608 - names only
-
-
-@functools.cache
-def _instrument_update_sql() -> str:
-    q = rawsql.quote
-    return (
-        f"UPDATE {q(Instrument._meta.db_table)} SET {q('order_seq')} = %s, {q('last_price')} = %s, "  # noqa: S608
-        f"{q('last_trade_at')} = %s WHERE {q('id')} = %s"
-    )
-
-
-@functools.cache
-def _order_update_fields() -> list[models.Field]:
-    return [field for field in Order._meta.concrete_fields if field.name in _ORDER_UPDATE_FIELDS]
-
-
-@functools.cache
-def _order_update_sql() -> str:
-    quote = connection.ops.quote_name
-    assignments = ", ".join(f"{quote(str(field.column))} = %s" for field in _order_update_fields())
-    return f"UPDATE {quote(Order._meta.db_table)} SET {assignments} WHERE id = %s"  # noqa: S608 - names only
-
-
-def _order_update_params(order: Order) -> list[Any]:
-    db = rawsql.database()
-    values = [field.get_db_prep_save(getattr(order, field.attname), db) for field in _order_update_fields()]
-    return [*values, order.pk]
 
 
 def order_audit_summary(order: Order) -> dict[str, Any]:

@@ -4,7 +4,8 @@ Changes are collected first and applied together, one row at a time in (account,
 order, so two transactions touching the same balances always lock them in the same order
 and never deadlock each other. Each UPDATE adds the net delta only if free and locked stay
 non-negative (no read-modify-write); a refused row raises `InsufficientBalance` and the
-caller's transaction rolls back. See docs/adr/0004-engine-locking-and-money-movement.md.
+caller's transaction rolls back. A change that only adds is an upsert: an account's first
+receipt of an asset creates its balance row in the same statement, in the same lock order. See docs/adr/0004-engine-locking-and-money-movement.md.
 """
 
 from __future__ import annotations
@@ -106,28 +107,14 @@ class PendingBalances:
     finals: dict[tuple[int, int], tuple[Decimal, Decimal]] = field(default_factory=dict)
 
     def collect(self) -> list[AppliedBalance]:
-        """Read the new balances; raises `InsufficientBalance` for the first refused row
-        (a missing balance row is created and credited here)."""
+        """Read the new balances; raises `InsufficientBalance` for the first refused row."""
         for key in sorted(self.net):
             if key not in self.finals:
                 row = self.issued[key].fetchone()
-                self.finals[key] = (Decimal(row[0]), Decimal(row[1])) if row is not None else self._missing_row(key)
+                if row is None:
+                    raise InsufficientBalance(account_id=key[0], asset_id=key[1])
+                self.finals[key] = (Decimal(row[0]), Decimal(row[1]))
         return [AppliedBalance(key[0], key[1], free, locked) for key, (free, locked) in self.finals.items()]
-
-    def _missing_row(self, key: tuple[int, int]) -> tuple[Decimal, Decimal]:
-        account_id, asset_id = key
-        free_delta, locked_delta = self.net[key]
-        if (
-            free_delta < 0
-            or locked_delta < 0
-            or Balance.objects.filter(account_id=account_id, asset_id=asset_id).exists()
-        ):
-            raise InsufficientBalance(account_id=account_id, asset_id=asset_id)
-        Balance.objects.bulk_create([Balance(account_id=account_id, asset_id=asset_id)], ignore_conflicts=True)
-        row = _guarded_update(key, free_delta, locked_delta, self.now).fetchone()
-        if row is None:
-            raise InsufficientBalance(account_id=account_id, asset_id=asset_id)
-        return Decimal(row[0]), Decimal(row[1])
 
     def entries_issue(self):
         """Issue the INSERT of one ledger entry per change (after `collect`)."""
@@ -154,9 +141,25 @@ def balance_changes_issue(changes: list[BalanceChange]) -> PendingBalances:
 
 
 def _guarded_update(key: tuple[int, int], free_delta: Decimal, locked_delta: Decimal, now) -> rawsql.Pending:
+    """A change that only adds creates the row if there is none yet (an account's first
+    receipt of an asset), in the same statement and so in the same (sorted) lock order; a
+    change that takes needs the row and enough in it."""
     account_id, asset_id = key
+    if free_delta >= 0 and locked_delta >= 0:
+        return rawsql.issue(_credit_upsert_sql(), [account_id, asset_id, free_delta, locked_delta, now])
     params = [free_delta, locked_delta, now, account_id, asset_id, free_delta, locked_delta]
     return rawsql.issue(_guarded_update_sql(), params)
+
+
+@functools.cache
+def _credit_upsert_sql() -> str:
+    table = connection.ops.quote_name(Balance._meta.db_table)
+    return (
+        f"INSERT INTO {table} AS b (account_id, asset_id, free, locked, updated_at) "  # noqa: S608 - names only
+        "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (account_id, asset_id) DO UPDATE "
+        "SET free = b.free + EXCLUDED.free, locked = b.locked + EXCLUDED.locked, updated_at = EXCLUDED.updated_at "
+        "RETURNING free, locked"
+    )
 
 
 def _apply_one_serialized(account_id: int, asset_id: int, free_delta: Decimal, locked_delta: Decimal):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
 from decimal import Decimal
 
@@ -105,3 +106,35 @@ def test_shared_serializers_are_one_per_thread():
     thread.start()
     thread.join()
     assert theirs[0] is not mine and isinstance(theirs[0], OrderSerializer)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_whose_prepared_plans_a_migration_made_stale_is_closed_after_the_request():
+    from django.db import DatabaseError, connection, connections
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (DATABASE_URL); CI runs on it")
+    import psycopg
+
+    db = connections["default"]
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE rawsql_probe (id integer, amount numeric(20, 8))")
+    settings = connection.settings_dict
+    migrator = psycopg.connect(
+        host=settings["HOST"], port=settings["PORT"] or 5432, user=settings["USER"], dbname=settings["NAME"]
+    )
+    migrator.autocommit = True
+    query = "SELECT id, amount FROM rawsql_probe WHERE id = %s"
+    try:
+        rawsql.issue(query, [1]).fetchall()  # prepared on this connection now
+        migrator.execute("ALTER TABLE rawsql_probe ALTER COLUMN amount TYPE numeric(30, 8)")  # a migration elsewhere
+        with pytest.raises(DatabaseError, match="cached plan"):
+            rawsql.issue(query, [1])
+        assert db.close_at is not None and db.close_at <= time.monotonic()
+        db.close_if_unusable_or_obsolete()  # what Django does when the request ends
+        assert rawsql.issue(query, [1]).fetchall() == []  # a new connection, prepared afresh
+    finally:
+        db.close_at = None
+        migrator.execute("DROP TABLE rawsql_probe")
+        migrator.close()

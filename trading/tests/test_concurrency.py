@@ -88,3 +88,61 @@ def test_concurrent_orders_on_two_instruments_keep_every_invariant(market, funde
     assert Order.objects.filter(pk__in=[pk for ids in placed for pk in ids]).count() == accepted
     assert Order.objects.filter(status__in=OPEN_STATUSES).exists()
     assert_reconciled()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_instruments_crediting_an_accounts_first_balance_of_an_asset_both_trade(market, funded_account, place):
+    """Carol holds no USDT yet; her sells on two instruments both credit that missing row. The
+    second must add to the row the first created, not be refused. The audit chain lock is held
+    from outside while both wait for it, so both have issued their balance writes first."""
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (DATABASE_URL); CI runs on it")
+    import time
+
+    import psycopg
+
+    from audit.services import _CHAIN_LOCK_ID
+    from trading.tests.fixtures import balance_of
+
+    carol = funded_account("carol", BTC="1", ETH="1")
+    place(funded_account("buyer1", USDT="1000"), "BUY", qty="0.1", price="100")
+    place(funded_account("buyer2", USDT="1000"), "BUY", qty="0.1", price="50", instrument=market.ethusdt)
+    settings = connection.settings_dict
+    holder = psycopg.connect(
+        host=settings["HOST"], port=settings["PORT"] or 5432, user=settings["USER"], dbname=settings["NAME"]
+    )
+    holder.autocommit = True
+    holder.execute("SELECT pg_advisory_lock(%s)", [_CHAIN_LOCK_ID])
+    results: dict[str, str] = {}
+
+    def sell(name, instrument, price):
+        try:
+            results[name] = place(carol, "SELL", qty="0.1", price=price, instrument=instrument).status
+        except OrderRejected as rejection:
+            results[name] = f"REJECTED {rejection.code}"
+        finally:
+            connections.close_all()
+
+    sellers = [
+        threading.Thread(target=sell, args=("BTCUSDT", market.btcusdt, "100")),
+        threading.Thread(target=sell, args=("ETHUSDT", market.ethusdt, "50")),
+    ]
+    try:
+        for thread in sellers:
+            thread.start()
+        # Both sellers blocked: on the chain lock, or the second on the row the first inserted.
+        waiting_sql = "SELECT count(*) FROM pg_locks WHERE NOT granted"
+        deadline = time.monotonic() + 10
+        while holder.execute(waiting_sql).fetchone()[0] < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        holder.execute("SELECT pg_advisory_unlock(%s)", [_CHAIN_LOCK_ID])
+        for thread in sellers:
+            thread.join()
+        holder.close()
+
+    assert results == {"BTCUSDT": "FILLED", "ETHUSDT": "FILLED"}
+    fees = D("0.1") * D("100") * D("0.002") + D("0.1") * D("50") * D("0.002")  # carol's sells take: taker fees
+    assert balance_of(carol, "USDT") == (D("15") - fees, D("0"))
+    assert_reconciled()
