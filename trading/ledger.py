@@ -5,7 +5,8 @@ order, so two transactions touching the same balances always lock them in the sa
 and never deadlock each other. Each UPDATE adds the net delta only if free and locked stay
 non-negative (no read-modify-write); a refused row raises `InsufficientBalance` and the
 caller's transaction rolls back. A change that only adds is an upsert: an account's first
-receipt of an asset creates its balance row in the same statement, in the same lock order. See docs/adr/0004-engine-locking-and-money-movement.md.
+receipt of an asset creates its balance row in the same statement, in the same lock order.
+See docs/adr/0004-engine-locking-and-money-movement.md.
 """
 
 from __future__ import annotations
