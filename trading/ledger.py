@@ -64,6 +64,11 @@ class LedgerBatch:
         if change.free_delta or change.locked_delta:
             self.changes.append(change)
 
+    def pending_free(self, account_id: int, asset_id: int) -> Decimal:
+        """What this batch will add to (or take from) a free balance when it is applied: a
+        check made before then must count it (a cancel-replace spends what the old order held)."""
+        return sum((c.free_delta for c in self.changes if c.account_id == account_id and c.asset_id == asset_id), ZERO)
+
     def apply(self) -> list[AppliedBalance]:
         pending = self.apply_issue()
         applied = pending.collect()

@@ -352,10 +352,10 @@ def _order_enter(
                 "LIMIT_MAKER_WOULD_CROSS", f"A LIMIT_MAKER order at {order.price} would trade at {best}."
             )
     lock = lock_required(order, instrument)
-    if snapshot.free_balance < lock:
+    free = snapshot.free_balance + session.batch.pending_free(account.pk, lock_asset_id(order, instrument))
+    if free < lock:
         raise OrderRejected(
-            "INSUFFICIENT_BALANCE",
-            f"This order needs {lock.normalize()} free; the account has {snapshot.free_balance.normalize()}.",
+            "INSUFFICIENT_BALANCE", f"This order needs {lock.normalize()} free; the account has {free.normalize()}."
         )
     order.priority = session.next_priority()
     order.locked_amount = lock

@@ -6,7 +6,7 @@ import pytest
 
 from audit.models import AuditEvent
 from trading.models import Order, Trade
-from trading.order_rules import OrderRequest
+from trading.order_rules import OrderRejected, OrderRequest
 from trading.services import order_cancel, order_cancel_all, order_cancel_replace
 from trading.tests.fixtures import assert_reconciled, balance_of
 
@@ -277,6 +277,29 @@ def test_cancel_replace_swaps_the_order_atomically(place, buyer):
     old.refresh_from_db()
     assert old.status == "CANCELED" and new.status == "NEW" and new.replaces_id == old.pk
     assert balance_of(buyer, "USDT")[1] == new.locked_amount
+    assert_reconciled()
+
+
+def test_cancel_replace_may_spend_what_the_replaced_order_held(place, funded_account):
+    """The replacement's balance check counts the replaced order's unlock, written in the same
+    transaction: 1000 USDT, 901.8 of it locked by the old bid, the new bid needs 951.9."""
+    alice = funded_account("alice", USDT="1000")
+    old = place(alice, "BUY", qty="9", price="100")
+    assert balance_of(alice, "USDT") == (D("98.2"), D("901.8"))
+
+    new = order_cancel_replace(
+        order=old, request=OrderRequest(side="BUY", type="LIMIT", quantity=D("9.5"), price=D("100")), actor="test"
+    )
+    assert new.status == "NEW" and new.locked_amount == D("951.9")
+    assert balance_of(alice, "USDT") == (D("48.1"), D("951.9"))
+    assert_reconciled()
+
+    with pytest.raises(OrderRejected) as caught:  # more than the account has, even counting the unlock
+        order_cancel_replace(
+            order=new, request=OrderRequest(side="BUY", type="LIMIT", quantity=D("10"), price=D("100")), actor="test"
+        )
+    assert caught.value.code == "INSUFFICIENT_BALANCE"
+    assert Order.objects.get(pk=new.pk).status == "NEW"
     assert_reconciled()
 
 
