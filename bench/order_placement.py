@@ -256,6 +256,54 @@ def run_orders(port: int, clients: int, orders: int, key: str, accounts: list[in
     }
 
 
+def _cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """User + system CPU of each of `pids` so far, from /proc (a process gone is left out)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    seconds = {}
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            seconds[pid] = (int(fields[11]) + int(fields[12])) / tick
+    return seconds
+
+
+def _cpu_spent(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU spent between two readings; a process started in between counts whole."""
+    return sum(value - before.get(pid, 0.0) for pid, value in after.items())
+
+
+def _processes(*, parent: int | None = None, command: str | None = None) -> list[int]:
+    """PIDs of the children of `parent`, or of the processes whose command name starts with `command`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            stat = (entry / "stat").read_text()
+            name, rest = stat.split("(", 1)[1].rsplit(")", 1)
+            if (parent is not None and int(rest.split()[1]) == parent) or (
+                command is not None and name.startswith(command)
+            ):
+                found.append(int(entry.name))
+    return found
+
+
+def run_orders_measured(server_pid: int, *args, **kwargs) -> dict:
+    """`run_orders`, plus the CPU the server's workers and PostgreSQL spent per request
+    (every PostgreSQL process of the machine, including the connections opened during the run:
+    nothing else uses the database meanwhile)."""
+
+    def reading() -> tuple[dict[int, float], dict[int, float]]:
+        return _cpu_seconds(_processes(parent=server_pid)), _cpu_seconds(_processes(command="postgres"))
+
+    before = reading()
+    result = run_orders(*args, **kwargs)
+    after = reading()
+    result["worker_cpu_ms"] = _cpu_spent(before[0], after[0]) * 1000 / result["orders"]
+    result["postgres_cpu_ms"] = _cpu_spent(before[1], after[1]) * 1000 / result["orders"]
+    return result
+
+
 def run_pgbench(clients: int, duration: int) -> float:
     out = subprocess.run(
         ["pgbench", "-N", "-n", "-c", str(clients), "-j", str(clients), "-T", str(duration)]
@@ -295,14 +343,18 @@ def main(argv=None) -> int:
         for round_number in range(1, args.rounds + 1):
             for clients in client_counts:
                 log(f"round {round_number}, {clients} client(s): orders, API floor, bare view, pgbench")
-                orders = run_orders(port, clients, args.orders, setup["key"], setup["accounts"])
-                floor = run_orders(port, clients, args.orders, setup["key"], setup["accounts"], floor=True)
+                orders = run_orders_measured(server.pid, port, clients, args.orders, setup["key"], setup["accounts"])
+                floor = run_orders_measured(
+                    server.pid, port, clients, args.orders, setup["key"], setup["accounts"], floor=True
+                )
                 bare = run_wrk(port, "/bench/bare", clients, args.ceiling_seconds, setup["key"])
                 tps = run_pgbench(clients, args.ceiling_seconds)
                 http[clients].append(
                     {
                         **orders,
                         "floor_rps": floor["rate"],
+                        "floor_worker_cpu_ms": floor["worker_cpu_ms"],
+                        "floor_postgres_cpu_ms": floor["postgres_cpu_ms"],
                         "floor_statuses": floor["statuses"],
                         "bare_rps": bare["rps"],
                         "pgbench_tps": tps,
@@ -363,6 +415,22 @@ def build_report(args, machine, http, engine, reconcile, started) -> str:
             f"{median([r['pgbench_tps'] for r in rounds]):.0f}",
             f"{median([r['rate'] / r['pgbench_tps'] for r in rounds]):.1%}",
             ", ".join(f"{s}: {n}" for s, n in sorted(statuses.items())),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "CPU per request (medians over rounds; gunicorn's workers, and every PostgreSQL process):",
+        "",
+        "| clients | order: workers ms | order: PostgreSQL ms | floor: workers ms | floor: PostgreSQL ms |",
+        "|---|---|---|---|---|",
+    ]
+    for clients, rounds in http.items():
+        cells = [
+            str(clients),
+            *(
+                f"{median([r[name] for r in rounds]):.1f}"
+                for name in ("worker_cpu_ms", "postgres_cpu_ms", "floor_worker_cpu_ms", "floor_postgres_cpu_ms")
+            ),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
