@@ -70,10 +70,8 @@ class LedgerBatch:
         return sum((c.free_delta for c in self.changes if c.account_id == account_id and c.asset_id == asset_id), ZERO)
 
     def apply(self) -> list[AppliedBalance]:
-        pending = self.apply_issue()
-        applied = pending.collect()
-        pending.entries_issue()()
-        return applied
+        changes, self.changes = self.changes, []
+        return balance_changes_apply(changes)
 
     def apply_issue(self) -> PendingBalances:
         pending = balance_changes_issue(self.changes)

@@ -324,9 +324,8 @@ def _order_enter(
     order = _order_from_request(
         request, account=account, instrument=instrument, replaces=replaces, is_working=request.type not in STOP_TYPES
     )
-    snapshot = pre_trade_snapshot(
-        account_id=account.pk, instrument_id=instrument.pk, lock_asset_id=lock_asset_id(order, instrument)
-    )
+    lock_asset = lock_asset_id(order, instrument)
+    snapshot = pre_trade_snapshot(account_id=account.pk, instrument_id=instrument.pk, lock_asset_id=lock_asset)
     order.lock_price = _lock_price(order, instrument, snapshot.limits.price_band_pct)
     exposure = OrderExposure(
         account_id=account.pk,
@@ -352,7 +351,7 @@ def _order_enter(
                 "LIMIT_MAKER_WOULD_CROSS", f"A LIMIT_MAKER order at {order.price} would trade at {best}."
             )
     lock = lock_required(order, instrument)
-    free = snapshot.free_balance + session.batch.pending_free(account.pk, lock_asset_id(order, instrument))
+    free = snapshot.free_balance + session.batch.pending_free(account.pk, lock_asset)
     if free < lock:
         raise OrderRejected(
             "INSUFFICIENT_BALANCE", f"This order needs {lock.normalize()} free; the account has {free.normalize()}."

@@ -129,9 +129,10 @@ def test_a_connection_whose_prepared_plans_a_migration_made_stale_is_closed_afte
     try:
         rawsql.issue(query, [1]).fetchall()  # prepared on this connection now
         migrator.execute("ALTER TABLE rawsql_probe ALTER COLUMN amount TYPE numeric(30, 8)")  # a migration elsewhere
+        close_at_before = db.close_at  # from CONN_MAX_AGE: the connection's own end of life
         with pytest.raises(DatabaseError, match="cached plan"):
             rawsql.issue(query, [1])
-        assert db.close_at is not None and db.close_at <= time.monotonic()
+        assert db.close_at is not None and db.close_at != close_at_before and db.close_at <= time.monotonic()
         db.close_if_unusable_or_obsolete()  # what Django does when the request ends
         assert rawsql.issue(query, [1]).fetchall() == []  # a new connection, prepared afresh
     finally:
