@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import ipaddress
@@ -15,7 +16,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, connection, models, transaction
 from django.utils import timezone
 
-from audit.context import audit_context_get
+from audit.context import AuditContext, audit_context_get
 from audit.models import AuditEvent
 from portal import rawsql
 
@@ -75,10 +76,27 @@ def audit_event_hash(event: AuditEvent) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def _actor_fields(actor: Any) -> dict[str, Any]:
+@dataclass(frozen=True)
+class RecordedActor:
+    """An actor already resolved to the fields the log stores: it can travel as plain data
+    (an order queued for another process to match) and be recorded there as the same actor."""
+
+    actor_type: str
+    actor_label: str
+    actor_user_id: int | None = None
+    actor_api_key_id: int | None = None
+
+
+def audit_actor_resolve(actor: Any) -> RecordedActor:
+    """`actor` (see `audit_record`) as the current request would record it."""
+    return RecordedActor(**_actor_fields(actor, audit_context_get()))
+
+
+def _actor_fields(actor: Any, context: AuditContext) -> dict[str, Any]:
     from portal.models import ApiKey, User
 
-    context = audit_context_get()
+    if isinstance(actor, RecordedActor):
+        return dataclasses.asdict(actor)
     if isinstance(actor, str):
         return {"actor_type": AuditEvent.ActorType.SYSTEM, "actor_label": actor[:150]}
     if isinstance(actor, ApiKey):
@@ -103,7 +121,7 @@ def _actor_fields(actor: Any) -> dict[str, Any]:
     if context.user_id is not None:
         user = User.objects.filter(pk=context.user_id).first()
         if user is not None:
-            return _actor_fields(user)
+            return _actor_fields(user, context)
     return {"actor_type": AuditEvent.ActorType.ANONYMOUS, "actor_label": "anonymous"}
 
 
@@ -125,10 +143,13 @@ class AuditSpec:
     target: models.Model | Target | None = None
     before: dict | None = None
     after: dict | None = None
+    #: Whose request this is (ip, user agent, request id); None: the current one. The engine
+    #: records an order placed in a batch with the context of the request that sent it.
+    context: AuditContext | None = None
 
 
 def _event_fields(spec: AuditSpec) -> dict[str, Any]:
-    context = audit_context_get()
+    context = spec.context or audit_context_get()
     target = spec.target
     if isinstance(target, models.Model):
         target_fields = {
@@ -141,7 +162,7 @@ def _event_fields(spec: AuditSpec) -> dict[str, Any]:
     else:
         target_fields = {}
     return {
-        **_actor_fields(spec.actor),
+        **_actor_fields(spec.actor, context),
         **target_fields,
         "action": spec.action,
         "before": _normalize_json(spec.before),

@@ -92,12 +92,17 @@ def limits_effective(*, account_id: int | None, instrument_id: int | None) -> Ef
 
 @dataclass(frozen=True)
 class PreTradeSnapshot:
-    """Everything the pre-trade rules read, fetched in one round trip (the engine's hot path)."""
+    """Everything the pre-trade rules read, fetched in one round trip (the engine's hot path).
+
+    The last two fields count what the engine did in this transaction and has not written
+    yet (`MatchingSession.unwritten`): orders it closed, P&L its trades realized."""
 
     limits: EffectiveLimits
     kill_switch_engaged: bool
     position_qty: Decimal
     free_balance: Decimal
+    open_orders_closed_unwritten: int = 0
+    realized_pnl_unwritten: Decimal = ZERO
 
 
 def pre_trade_snapshot(*, account_id: int, instrument_id: int, lock_asset_id: int) -> PreTradeSnapshot:
@@ -173,13 +178,13 @@ def pre_trade_check(*, instrument: Instrument, exposure: OrderExposure, snapshot
                 "MAX_POSITION",
                 f"The position would reach {current + signed}, beyond the limit of ±{limits.max_position_qty}.",
             )
-    if limits.max_open_orders is not None and (
-        selectors.open_order_count(account_id=exposure.account_id, up_to=limits.max_open_orders)
-        >= limits.max_open_orders
-    ):
-        raise RiskRejection("MAX_OPEN_ORDERS", f"The account already has {limits.max_open_orders} open orders.")
+    if limits.max_open_orders is not None:
+        closed = snapshot.open_orders_closed_unwritten
+        stored = selectors.open_order_count(account_id=exposure.account_id, up_to=limits.max_open_orders + closed)
+        if stored - closed >= limits.max_open_orders:
+            raise RiskRejection("MAX_OPEN_ORDERS", f"The account already has {limits.max_open_orders} open orders.")
     if limits.daily_loss_limit is not None:
-        realized = selectors.realized_pnl_today(account_id=exposure.account_id)
+        realized = selectors.realized_pnl_today(account_id=exposure.account_id) + snapshot.realized_pnl_unwritten
         if realized <= -limits.daily_loss_limit:
             raise RiskRejection(
                 "DAILY_LOSS_LIMIT",

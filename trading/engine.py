@@ -17,20 +17,23 @@ expire what they cannot fill; stop orders trigger on the last trade price.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection
+from django.db import OperationalError, connection
 from django.utils import timezone
 
+from audit.context import AuditContext, audit_context_get
 from audit.services import AuditSpec, audit_append_issue, audit_chain_claim
 from marketdata.models import Asset, Instrument
 from portal import rawsql
 from portal.decimals import ZERO, ceil_amount, ceil_to, floor_amount, floor_to
 from portal.errors import NotFoundError
+from riskmgmt.checks import PreTradeSnapshot
 from trading.choices import (
     MARKET_TYPES,
     OPEN_STATUSES,
@@ -47,6 +50,8 @@ from trading.ledger import AppliedBalance, BalanceChange, LedgerBatch
 from trading.models import Order, Position, Trade, TradingAccount
 from trading.positions import PositionState, position_after_fill
 
+#: PostgreSQL's SQLSTATE for a NOWAIT lock that another transaction holds.
+LOCK_NOT_AVAILABLE = "55P03"
 BOOK_FIRST_PAGE = 8
 BOOK_MAX_PAGE = 1000
 #: Stop orders triggering stop orders: a bound on the cascade within one transaction.
@@ -150,6 +155,10 @@ def _waiting_stops_sql() -> str:
     )
 
 
+class LockBusy(Exception):
+    """The instrument's lock is held by another transaction (`MatchingSession.open(wait=False)`)."""
+
+
 @dataclass
 class Fill:
     maker: Order
@@ -185,6 +194,8 @@ class MatchingSession:
         self._orders: dict[int, Order] = {}
         self._dirty: dict[int, Order] = {}
         self._trades: list[Trade] = []
+        #: The request each trade's aggressor came from: its fill is recorded with that context.
+        self._trade_contexts: list[AuditContext] = []
         self._positions: dict[int, Position] = {}
         self._audit: list[AuditSpec] = []
         self._events: list[TradingEvent] = []
@@ -192,18 +203,29 @@ class MatchingSession:
         self._price_moved = False
         self._instrument_changed = False
         self._new_order_ids: set[int] = set()
+        #: Who placed each new order, and from which request (a batch holds several callers').
+        self._placed_by: dict[int, tuple[Any, AuditContext]] = {}
+        self._rejected: list[AuditSpec] = []
 
     # -- lock and identity map ------------------------------------------------------------
 
     @classmethod
-    def open(cls, instrument: int | str, *, actor: Any, batch: LedgerBatch | None = None) -> MatchingSession:
+    def open(
+        cls, instrument: int | str, *, actor: Any, batch: LedgerBatch | None = None, wait: bool = True
+    ) -> MatchingSession:
         """Take the instrument's lock (until the transaction ends) and start a session on it.
         `instrument` is its id, or its symbol (any case; an unknown one is 404 UNKNOWN_SYMBOL).
+        With `wait=False` a lock held by another transaction raises `LockBusy` at once.
 
         One statement: the instrument's row locked, its base and quote assets, and the id of
         the venue's fee account."""
         by_symbol = isinstance(instrument, str)
-        row = rawsql.issue(_lock_sql(by_symbol), [instrument]).fetchone()
+        try:
+            row = rawsql.issue(_lock_sql(by_symbol, wait), [instrument]).fetchone()
+        except OperationalError as error:
+            if getattr(error.__cause__, "sqlstate", None) == LOCK_NOT_AVAILABLE:
+                raise LockBusy(instrument) from error
+            raise
         if row is None:
             raise NotFoundError("UNKNOWN_SYMBOL", f"No instrument {instrument!r}.")
         widths = [rawsql.column_count(Instrument), rawsql.column_count(Asset)]
@@ -377,6 +399,7 @@ class MatchingSession:
             setattr(trade, f"{role}_realized_pnl", realized)
         self._credit_fee_account(trade, maker_fee + taker_fee)
         self._trades.append(trade)
+        self._trade_contexts.append(audit_context_get())
         instrument.last_price = price
         instrument.last_trade_at = self.now
         self._price_moved = True
@@ -511,14 +534,46 @@ class MatchingSession:
                 AuditSpec(action="order.expire", actor=ENGINE_ACTOR, target=order, after={"reason": expire_reason})
             )
 
-    def enter(self, order: Order) -> None:
+    def enter(self, order: Order, *, actor: Any = None) -> None:
         """A new order (already inserted, funds locked) goes to work: it matches now, or,
-        for a stop order, waits for its trigger."""
+        for a stop order, waits for its trigger. `actor` placed it (default: the session's)."""
         self._new_order_ids.add(order.pk)
+        self._placed_by[order.pk] = (actor if actor is not None else self.actor, audit_context_get())
         self.adopt(order)
         if order.is_working:
             self.execute(order)
         self.trigger_stops()
+
+    def record_rejection(self, order: Order, *, message: str, actor: Any) -> None:
+        """A refused order, already stored as REJECTED: audit it and publish it with the rest."""
+        self._rejected.append(
+            AuditSpec(
+                action="order.reject",
+                actor=actor,
+                target=order,
+                after={**order_audit_summary(order), "message": message},
+                context=audit_context_get(),
+            )
+        )
+        self._events.append(order_event(order))
+
+    def unwritten(self, snapshot: PreTradeSnapshot, *, account_id: int, lock_asset_id: int) -> PreTradeSnapshot:
+        """`snapshot` (read from the database) as it stands once this session's unwritten work
+        counts: the free balance its balance changes will move, the account's position after
+        its fills, the open orders it closed and the P&L its trades realized. The pre-trade
+        checks of an order see the orders entered before it in the same batch."""
+        position = self._positions.get(account_id)
+        closed = sum(1 for order in self._dirty.values() if order.account_id == account_id and not order.is_open)
+        realized = sum(
+            (trade.maker_realized_pnl for trade in self._trades if trade.maker_account_id == account_id), ZERO
+        ) + sum((trade.taker_realized_pnl for trade in self._trades if trade.taker_account_id == account_id), ZERO)
+        return dataclasses.replace(
+            snapshot,
+            free_balance=snapshot.free_balance + self.batch.pending_free(account_id, lock_asset_id),
+            position_qty=position.quantity if position is not None else snapshot.position_qty,
+            open_orders_closed_unwritten=closed,
+            realized_pnl_unwritten=realized,
+        )
 
     def cancel(self, order: Order, *, reason: str) -> None:
         self.finish(order, OrderStatus.CANCELED)
@@ -583,20 +638,34 @@ class MatchingSession:
         if entry_keys_set is not None:
             entry_keys_set()
         self._publish(applied)
-        self._trades, self._dirty, self._audit, self._positions = [], {}, [], {}
+        self._trades, self._trade_contexts, self._dirty, self._audit, self._positions = [], [], {}, [], {}
+        self._rejected, self._events = [], []
+        self._new_order_ids, self._placed_by = set(), {}
 
     def _audit_specs(self) -> list[AuditSpec]:
-        """Placements first, then what the engine did (expiries, triggers, cancels), then the fills."""
+        """Placements and refusals first, then what the engine did (expiries, triggers,
+        cancels), then the fills."""
         placed = [
-            AuditSpec(action="order.place", actor=self.actor, target=order, after=order_audit_summary(order))
-            for order in self._orders.values()
-            if order.pk in self._new_order_ids
+            AuditSpec(
+                action="order.place",
+                actor=actor,
+                target=self._orders[pk],
+                after=order_audit_summary(self._orders[pk]),
+                context=context,
+            )
+            for pk, (actor, context) in self._placed_by.items()
         ]
         fills = [
-            AuditSpec(action="order.fill", actor=ENGINE_ACTOR, target=trade, after=trade_audit_summary(trade))
-            for trade in self._trades
+            AuditSpec(
+                action="order.fill",
+                actor=ENGINE_ACTOR,
+                target=trade,
+                after=trade_audit_summary(trade),
+                context=context,
+            )
+            for trade, context in zip(self._trades, self._trade_contexts, strict=True)
         ]
-        return [*placed, *self._audit, *fills]
+        return [*placed, *self._rejected, *self._audit, *fills]
 
     def _publish(self, applied: list[AppliedBalance]) -> None:
         asset_codes = {
@@ -604,7 +673,7 @@ class MatchingSession:
             self.instrument.quote_id: self.instrument.quote.code,
         }
         published = {**{pk: self._orders[pk] for pk in self._new_order_ids}, **self._dirty}
-        events: list[TradingEvent] = [order_event(order) for order in published.values()]
+        events: list[TradingEvent] = [*self._events, *(order_event(order) for order in published.values())]
         events += [trade_event(trade, symbol=self.instrument.symbol) for trade in self._trades]
         events += [
             balance_event(
@@ -626,11 +695,13 @@ class MatchingSession:
 
 
 @functools.cache
-def _lock_sql(by_symbol: bool) -> str:
+def _lock_sql(by_symbol: bool, wait: bool) -> str:
     """The session's opening statement (see `MatchingSession.open`)."""
     q = rawsql.quote
     where = f"UPPER({q('i')}.{q('symbol')}) = UPPER(%s)" if by_symbol else f"{q('i')}.{q('id')} = %s"
-    lock = " FOR NO KEY UPDATE OF i" if connection.features.has_select_for_update_of else ""
+    lock = ""
+    if connection.features.has_select_for_update_of:
+        lock = " FOR NO KEY UPDATE OF i" + ("" if wait else " NOWAIT")
     fee_account = (
         f"(SELECT {q('id')} FROM {q(TradingAccount._meta.db_table)} "  # noqa: S608 - names only
         f"WHERE {q('venue_id')} = {q('i')}.{q('venue_id')} AND {q('kind')} = '{AccountKind.FEE}')"

@@ -8,13 +8,15 @@ Views, admin actions, tasks and the simulator call these; nothing else writes tr
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from django.db import IntegrityError
 from django.utils import timezone
 
+from audit.context import AuditContext, audit_context_reset, audit_context_set
 from audit.services import audit_record
 from marketdata.models import Asset, Instrument, Venue
 from portal import rawsql
@@ -155,28 +157,119 @@ def withdrawal_create(*, account: TradingAccount, asset: Asset, amount: Decimal,
 # -- orders --------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class OrderEntry:
+    """One order of a batch: who sends it, what it asks, and the request it came from (its
+    audit events carry that request's context, whichever process matches it)."""
+
+    account: TradingAccount
+    request: OrderRequest
+    actor: Any
+    context: AuditContext | None = None
+
+
+#: What a batch gives back for each entry, in order: the order, or its refusal (carrying the
+#: stored REJECTED order when the request could be stored).
+OrderOutcome = Order | OrderRejected
+
+
+class BatchFailed(Exception):
+    """The batch's transaction failed as a whole (a balance guard refused at write time, a
+    client order id taken by another instrument's order meanwhile, …): nothing of it was
+    written. Place its orders one per transaction instead; each then fails or passes alone."""
+
+
 def order_place(*, account: TradingAccount, instrument: Instrument | str, request: OrderRequest, actor: Any) -> Order:
     """Place an order: validate, risk-check, lock funds, match, all in one transaction.
 
     `instrument` may be given by symbol: the lock then finds it (one query less per order).
-    A refused order is stored as REJECTED with its reason code (and audited) in a
-    transaction of its own, then `OrderRejected` is raised carrying it.
+    A refused order is stored as REJECTED with its reason code (and audited), then
+    `OrderRejected` is raised carrying it.
     """
-    request = order_request_normalized(request)
+    (outcome,) = order_place_alone(instrument=instrument, entry=OrderEntry(account, request, actor))
+    if isinstance(outcome, OrderRejected):
+        raise outcome
+    return outcome
+
+
+def order_place_alone(
+    *,
+    instrument: Instrument | str,
+    entry: OrderEntry,
+    before_commit: Callable[[list[OrderOutcome]], None] | None = None,
+) -> list[OrderOutcome]:
+    """A batch of one order. A refusal found only at write time (a balance spent meanwhile by
+    another instrument's order, a client order id taken meanwhile) is stored as REJECTED in a
+    transaction of its own; `before_commit` then runs in that one."""
     locked: list[Instrument] = []
+    try:
+        return order_place_batch(instrument=instrument, entries=[entry], before_commit=before_commit, locked=locked)
+    except BatchFailed as failure:
+        rejection = failure.__cause__
+        if not isinstance(rejection, OrderRejected):
+            raise failure.__cause__ from None  # type: ignore[misc]
+    request = order_request_normalized(entry.request)
 
-    def work() -> Order:
-        session = MatchingSession.open(instrument if isinstance(instrument, str) else instrument.pk, actor=actor)
-        locked[:] = [session.instrument]
-        order = _order_enter(session, account=account, request=request)
-        _flush_or_reject(session)
-        return order
+    def work() -> list[OrderOutcome]:
+        outcomes: list[OrderOutcome] = [
+            _rejection_store(rejection, account=entry.account, instrument=locked[0], request=request, actor=entry.actor)
+        ]
+        if before_commit is not None:
+            before_commit(outcomes)
+        return outcomes
 
+    token = audit_context_set(entry.context) if entry.context is not None else None
     try:
         return atomic_with_retry(work)
-    except OrderRejected as rejection:
-        _rejection_store(rejection, account=account, instrument=locked[0], request=request, actor=actor)
-        raise
+    finally:
+        if token is not None:
+            audit_context_reset(token)
+
+
+def order_place_batch(
+    *,
+    instrument: Instrument | str,
+    entries: Sequence[OrderEntry],
+    wait: bool = True,
+    before_commit: Callable[[list[OrderOutcome]], None] | None = None,
+    locked: list[Instrument] | None = None,
+) -> list[OrderOutcome]:
+    """Place `entries` on one instrument, in their order, in one transaction under one lock,
+    with one write of everything at the end (ADR 0005). Each order's pre-trade checks see
+    what the orders before it did. A refused order is stored as REJECTED in the same
+    transaction. `before_commit(outcomes)` runs last inside the transaction (the caller's
+    own writes that must commit with the orders). With `wait=False` a busy lock raises
+    `LockBusy`; a failure of the whole transaction raises `BatchFailed`."""
+    requests = [order_request_normalized(entry.request) for entry in entries]
+
+    def work() -> list[OrderOutcome]:
+        session = MatchingSession.open(
+            instrument if isinstance(instrument, str) else instrument.pk, actor=entries[0].actor, wait=wait
+        )
+        if locked is not None:
+            locked[:] = [session.instrument]
+        outcomes: list[OrderOutcome] = []
+        for entry, request in zip(entries, requests, strict=True):
+            token = audit_context_set(entry.context) if entry.context is not None else None
+            try:
+                outcomes.append(_order_enter(session, account=entry.account, request=request, actor=entry.actor))
+            except _RefusedOnInsert as refusal:
+                raise BatchFailed() from refusal
+            except OrderRejected as rejection:
+                outcomes.append(_rejection_in_session(session, rejection, entry=entry, request=request))
+            finally:
+                if token is not None:
+                    audit_context_reset(token)
+        try:
+            session.flush()
+        except InsufficientBalance as shortage:
+            # Another instrument's order spent the funds between the check and the write.
+            raise BatchFailed() from OrderRejected("INSUFFICIENT_BALANCE", shortage.message)
+        if before_commit is not None:
+            before_commit(outcomes)
+        return outcomes
+
+    return atomic_with_retry(work)
 
 
 def order_cancel(*, order: Order, actor: Any, reason: str = "canceled by user") -> Order:
@@ -303,8 +396,17 @@ def _duplicate_client_order_id(request: OrderRequest) -> OrderRejected:
     )
 
 
+class _RefusedOnInsert(OrderRejected):
+    """Refused by the database at the order's INSERT: the transaction cannot go on."""
+
+
 def _order_enter(
-    session: MatchingSession, *, account: TradingAccount, request: OrderRequest, replaces: Order | None = None
+    session: MatchingSession,
+    *,
+    account: TradingAccount,
+    request: OrderRequest,
+    actor: Any = None,
+    replaces: Order | None = None,
 ) -> Order:
     """Validate, risk-check, insert, lock and match a new order on the session's instrument."""
     instrument = session.instrument
@@ -325,7 +427,11 @@ def _order_enter(
         request, account=account, instrument=instrument, replaces=replaces, is_working=request.type not in STOP_TYPES
     )
     lock_asset = lock_asset_id(order, instrument)
-    snapshot = pre_trade_snapshot(account_id=account.pk, instrument_id=instrument.pk, lock_asset_id=lock_asset)
+    snapshot = session.unwritten(
+        pre_trade_snapshot(account_id=account.pk, instrument_id=instrument.pk, lock_asset_id=lock_asset),
+        account_id=account.pk,
+        lock_asset_id=lock_asset,
+    )
     order.lock_price = _lock_price(order, instrument, snapshot.limits.price_band_pct)
     exposure = OrderExposure(
         account_id=account.pk,
@@ -351,7 +457,7 @@ def _order_enter(
                 "LIMIT_MAKER_WOULD_CROSS", f"A LIMIT_MAKER order at {order.price} would trade at {best}."
             )
     lock = lock_required(order, instrument)
-    free = snapshot.free_balance + session.batch.pending_free(account.pk, lock_asset)
+    free = snapshot.free_balance
     if free < lock:
         raise OrderRejected(
             "INSUFFICIENT_BALANCE", f"This order needs {lock.normalize()} free; the account has {free.normalize()}."
@@ -361,9 +467,10 @@ def _order_enter(
     try:
         rawsql.insert([order])
     except IntegrityError as error:
-        raise _duplicate_client_order_id(request) from error
+        taken = _duplicate_client_order_id(request)
+        raise _RefusedOnInsert(taken.code, taken.message, status=taken.status) from error
     session.lock_funds(order)
-    session.enter(order)
+    session.enter(order, actor=actor)
     return order
 
 
@@ -386,6 +493,51 @@ def _flush_or_reject(session: MatchingSession) -> None:
         raise OrderRejected("INSUFFICIENT_BALANCE", shortage.message) from shortage
 
 
+def _rejected_order(
+    rejection: OrderRejected,
+    *,
+    account: TradingAccount,
+    instrument: Instrument,
+    request: OrderRequest,
+    replaces: Order | None = None,
+) -> Order | None:
+    """The refused order as a REJECTED row to store (unsaved), or None when what the client
+    sent could not be an order at all (then it is refused without a row)."""
+    values = [request.quantity, request.quote_quantity, request.price, request.stop_price]
+    if any(value is not None and (value <= 0 or not fits_storage(value)) for value in values):
+        return None
+    if request.side not in Side.values or request.type not in OrderType.values:
+        return None
+    # What the client sent, cut to what the columns hold (the refusal may be about exactly that).
+    storable = dataclasses.replace(
+        request,
+        client_order_id=request.client_order_id[:64],
+        time_in_force=request.time_in_force if request.time_in_force in TimeInForce.values else "",
+    )
+    return _order_from_request(
+        storable,
+        account=account,
+        instrument=instrument,
+        replaces=replaces,
+        status=OrderStatus.REJECTED,
+        reject_reason=rejection.code,
+        is_working=False,
+        done_at=timezone.now(),
+    )
+
+
+def _rejection_in_session(
+    session: MatchingSession, rejection: OrderRejected, *, entry: OrderEntry, request: OrderRequest
+) -> OrderRejected:
+    """Store a refusal met inside a batch in the batch's transaction (audited at its flush)."""
+    order = _rejected_order(rejection, account=entry.account, instrument=session.instrument, request=request)
+    if order is not None:
+        rawsql.insert([order])
+        session.record_rejection(order, message=rejection.message, actor=entry.actor)
+        rejection.attach(order)
+    return rejection
+
+
 def _rejection_store(
     rejection: OrderRejected,
     *,
@@ -394,34 +546,16 @@ def _rejection_store(
     request: OrderRequest,
     actor: Any,
     replaces: Order | None = None,
-) -> None:
-    """Store the refused order as REJECTED with its reason code and audit it; the error then
-    carries the stored order (its id goes into the problem JSON)."""
-    values = [request.quantity, request.quote_quantity, request.price, request.stop_price]
-    if any(value is not None and (value <= 0 or not fits_storage(value)) for value in values):
-        return  # not an order that could exist: refused without a row
-    if request.side not in Side.values or request.type not in OrderType.values:
-        return
-    now = timezone.now()
-    # What the client sent, cut to what the columns hold (the refusal may be about exactly that).
-    storable = dataclasses.replace(
-        request,
-        client_order_id=request.client_order_id[:64],
-        time_in_force=request.time_in_force if request.time_in_force in TimeInForce.values else "",
-    )
+) -> OrderRejected:
+    """Store the refused order as REJECTED with its reason code and audit it, in the caller's
+    transaction or one of its own; the error then carries the stored order (its id goes into
+    the problem JSON)."""
+    order = _rejected_order(rejection, account=account, instrument=instrument, request=request, replaces=replaces)
+    if order is None:
+        return rejection
 
     def work() -> Order:
-        order = _order_from_request(
-            storable,
-            account=account,
-            instrument=instrument,
-            replaces=replaces,
-            status=OrderStatus.REJECTED,
-            reject_reason=rejection.code,
-            is_working=False,
-            done_at=now,
-        )
-        order.save(force_insert=True)
+        rawsql.insert([order])
         audit_record(
             action="order.reject",
             actor=actor,
@@ -431,7 +565,7 @@ def _rejection_store(
         publish_after_commit([order_event(order)])
         return order
 
-    rejection.attach(atomic_with_retry(work))
+    return rejection.attach(atomic_with_retry(work))
 
 
 def _publish_balances(applied: list[AppliedBalance]) -> None:
