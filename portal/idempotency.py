@@ -8,10 +8,12 @@ Same key + same request → the stored response is replayed; same key + another 
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 
 from portal import rawsql
@@ -91,6 +93,117 @@ def idempotency_begin(*, scope: str, key: str, method: str, path: str, fingerpri
             "A request with this Idempotency-Key is still being processed; retry later.",
         )
     raise ConflictError("idempotency_request_in_progress", "The Idempotency-Key is contended; retry later.")
+
+
+@dataclass
+class IdempotencyTicket:
+    """A key claimed in Redis only: its record is written once, already answered, by whoever
+    finishes the request — the order combiner writes it in the order's own transaction
+    (ADR 0005), so no retry can find the order placed and the key unanswered."""
+
+    scope: str
+    key: str
+    method: str
+    path: str
+    fingerprint: str
+    #: The record was written (or deliberately not) where the answer was made.
+    answered: bool = False
+
+    def claim_key(self) -> str:
+        from portal.redis_client import redis_key
+
+        return redis_key("idempotency", self.scope, hashlib.sha256(self.key.encode()).hexdigest())
+
+
+class IdempotencyKeyTaken(Exception):
+    """A record for this key was written meanwhile (by another attempt at the same request)."""
+
+
+def idempotency_begin_deferred(
+    *, scope: str, key: str, method: str, path: str, fingerprint: str
+) -> IdempotencyStart | IdempotencyTicket:
+    """Claim `key` in Redis while the request runs (a concurrent duplicate gets 409), and look
+    for its answered record (a replay). Answer with `idempotency_answer_record`, then give
+    the claim back with `idempotency_end_deferred`."""
+    from portal.redis_client import redis_client
+
+    _validate_key(key)
+    ticket = IdempotencyTicket(scope=scope, key=key, method=method, path=path[:2048], fingerprint=fingerprint)
+    claim = ticket.claim_key()
+    if not redis_client().set(claim, "1", nx=True, px=settings.IDEMPOTENCY_LOCK_SECONDS * 1000):
+        raise ConflictError(
+            "idempotency_request_in_progress",
+            "A request with this Idempotency-Key is still being processed; retry later.",
+        )
+    try:
+        existing = idempotency_record_find(scope=scope, key=key)
+        if existing is not None:
+            if existing.fingerprint != fingerprint:
+                raise DomainError(
+                    "idempotency_key_reused",
+                    "This Idempotency-Key was already used with a different request.",
+                    status=422,
+                )
+            if existing.is_complete:
+                redis_client().delete(claim)
+                return IdempotencyStart(record=existing, replay=True)
+            if existing.locked_until > timezone.now():
+                raise ConflictError(
+                    "idempotency_request_in_progress",
+                    "A request with this Idempotency-Key is still being processed; retry later.",
+                )
+            # A claim of the other kind, whose request died without an answer: drop it.
+            IdempotencyRecord.objects.filter(pk=existing.pk, response_status__isnull=True).delete()
+    except BaseException:
+        redis_client().delete(claim)
+        raise
+    return ticket
+
+
+def idempotency_record_find(*, scope: str, key: str) -> IdempotencyRecord | None:
+    """The key's record, unless it is past its retention (then it is deleted and None)."""
+    existing = IdempotencyRecord.objects.filter(scope=scope, key=key).first()
+    expired_before = timezone.now() - timedelta(seconds=settings.IDEMPOTENCY_KEY_TTL_SECONDS)
+    if existing is not None and existing.created_at < expired_before:
+        IdempotencyRecord.objects.filter(pk=existing.pk, created_at=existing.created_at).delete()
+        return None
+    return existing
+
+
+def idempotency_answer_record(
+    ticket: IdempotencyTicket, *, status: int, body, headers: dict[str, str]
+) -> IdempotencyRecord | None:
+    """The answered record to store for `ticket` (unsaved), or None when the answer may change
+    on a retry (5xx, 409, 429) and the key stays free."""
+    if status >= 500 or status in RETRYABLE_STATUSES:
+        return None
+    now = timezone.now()
+    return IdempotencyRecord(
+        scope=ticket.scope,
+        key=ticket.key,
+        method=ticket.method,
+        path=ticket.path,
+        fingerprint=ticket.fingerprint,
+        response_status=status,
+        response_body=json.loads(json.dumps(body, cls=DjangoJSONEncoder)),
+        response_headers={name: headers[name] for name in STORED_HEADERS if name in headers},
+        locked_until=now,
+        completed_at=now,
+    )
+
+
+def idempotency_answers_store(records: list[IdempotencyRecord]) -> None:
+    """INSERT answered records in the caller's transaction; `IdempotencyKeyTaken` if one of
+    the keys has a record already (the caller's transaction must then roll back)."""
+    if rawsql.insert_unless_conflict_many(records, ("scope", "key")) < len(records):
+        raise IdempotencyKeyTaken()
+
+
+def idempotency_end_deferred(ticket: IdempotencyTicket) -> None:
+    """Give the Redis claim back (the record, if any, is written by now)."""
+    from portal.redis_client import redis_client
+
+    redis_client().delete(ticket.claim_key())
 
 
 def idempotency_claim_form(*, user_id: int, token: str, path: str) -> IdempotencyRecord | None:

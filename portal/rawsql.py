@@ -239,21 +239,37 @@ def insert_issue(objs: Sequence[Model]) -> Callable[[], None]:
     return keys_set
 
 
-@functools.cache
-def _insert_unless_conflict_sql(model: type[Model], conflict: tuple[str, ...]) -> str:
-    head, returning = _insert_sql(model, 1).split(" RETURNING ")
-    columns = ", ".join(_column(model, name) for name in conflict)
-    return f"{head} ON CONFLICT ({columns}) DO NOTHING RETURNING {returning}"
-
-
 def insert_unless_conflict(obj: Model, conflict: tuple[str, ...]) -> bool:
     """INSERT `obj` unless a row with the same `conflict` fields (a unique constraint) exists;
     True if inserted (its primary key set). No error, so no savepoint is needed around it."""
-    row = issue(_insert_unless_conflict_sql(type(obj), conflict), _insert_values(obj, database())).fetchone()
+    row = issue(_insert_many_unless_conflict_sql(type(obj), conflict, 1), _insert_values(obj, database())).fetchone()
     if row is None:
         return False
     _mark_saved(obj, row[0])
     return True
+
+
+@functools.cache
+def _insert_many_unless_conflict_sql(model: type[Model], conflict: tuple[str, ...], rows: int) -> str:
+    head, returning = _insert_sql(model, rows).split(" RETURNING ")
+    columns = ", ".join(_column(model, name) for name in conflict)
+    return f"{head} ON CONFLICT ({columns}) DO NOTHING RETURNING {returning}"
+
+
+def insert_unless_conflict_many(objs: Sequence[Model], conflict: tuple[str, ...]) -> int:
+    """INSERT `objs` except those colliding on `conflict` (a unique constraint); returns how
+    many were inserted. Primary keys are not set (the rows returned need not follow `objs`)."""
+    if not objs:
+        return 0
+    db = database()
+    model = type(objs[0])
+    per_statement = max(1, _MAX_PARAMS // len(_insert_fields(model))) if db.vendor == "postgresql" else 1
+    inserted = 0
+    for start in range(0, len(objs), per_statement):
+        chunk = objs[start : start + per_statement]
+        params = [value for obj in chunk for value in _insert_values(obj, db)]
+        inserted += len(issue(_insert_many_unless_conflict_sql(model, conflict, len(chunk)), params).fetchall())
+    return inserted
 
 
 @functools.cache

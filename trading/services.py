@@ -36,6 +36,7 @@ from trading.choices import (
     TimeInForce,
 )
 from trading.engine import (
+    ENGINE_ACTOR,
     MatchingSession,
     lock_asset_id,
     lock_required,
@@ -230,26 +231,29 @@ def order_place_batch(
     *,
     instrument: Instrument | str,
     entries: Sequence[OrderEntry],
+    queued: Callable[[], Sequence[OrderEntry]] | None = None,
     wait: bool = True,
     before_commit: Callable[[list[OrderOutcome]], None] | None = None,
     locked: list[Instrument] | None = None,
 ) -> list[OrderOutcome]:
-    """Place `entries` on one instrument, in their order, in one transaction under one lock,
-    with one write of everything at the end (ADR 0005). Each order's pre-trade checks see
-    what the orders before it did. A refused order is stored as REJECTED in the same
-    transaction. `before_commit(outcomes)` runs last inside the transaction (the caller's
-    own writes that must commit with the orders). With `wait=False` a busy lock raises
-    `LockBusy`; a failure of the whole transaction raises `BatchFailed`."""
-    requests = [order_request_normalized(entry.request) for entry in entries]
+    """Place orders on one instrument, in order, in one transaction under one lock, with one
+    write of everything at the end (ADR 0005): first `queued()` (called once the lock is
+    held: orders other callers queued meanwhile), then `entries`. Returns an outcome per
+    order, in that order. Each order's pre-trade checks see what the orders before it did;
+    a refused order is stored as REJECTED in the same transaction. `before_commit(outcomes)`
+    runs last inside the transaction (the caller's writes that must commit with the orders).
+    With `wait=False` a busy lock raises `LockBusy`; a failure of the whole transaction
+    raises `BatchFailed` (with its cause)."""
 
     def work() -> list[OrderOutcome]:
         session = MatchingSession.open(
-            instrument if isinstance(instrument, str) else instrument.pk, actor=entries[0].actor, wait=wait
+            instrument if isinstance(instrument, str) else instrument.pk, actor=ENGINE_ACTOR, wait=wait
         )
         if locked is not None:
             locked[:] = [session.instrument]
         outcomes: list[OrderOutcome] = []
-        for entry, request in zip(entries, requests, strict=True):
+        for entry in [*(queued() if queued is not None else ()), *entries]:
+            request = order_request_normalized(entry.request)
             token = audit_context_set(entry.context) if entry.context is not None else None
             try:
                 outcomes.append(_order_enter(session, account=entry.account, request=request, actor=entry.actor))
@@ -260,6 +264,8 @@ def order_place_batch(
             finally:
                 if token is not None:
                     audit_context_reset(token)
+        if not outcomes:
+            return outcomes
         try:
             session.flush()
         except InsufficientBalance as shortage:

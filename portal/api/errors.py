@@ -18,6 +18,7 @@ from portal.middleware import is_api_path
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "urn:tradeport:problem:"
 logger = structlog.get_logger("portal.api")
+SERVER_ERROR_DETAIL = "An unexpected error occurred; quote the trace_id when reporting it."
 
 _DEFAULT_CODES = {
     400: "bad_request",
@@ -37,8 +38,17 @@ _DEFAULT_CODES = {
 
 
 def problem_body(
-    *, status: int, code: str | None = None, detail: str = "", errors: dict | None = None, request=None
+    *,
+    status: int,
+    code: str | None = None,
+    detail: str = "",
+    errors: dict | None = None,
+    request=None,
+    trace_id: str = "",
+    instance: str | None = None,
 ) -> dict:
+    """The problem document; `trace_id` and `instance` come from `request`, or are given for
+    an answer made away from its request (an order matched by another worker)."""
     code = code or _DEFAULT_CODES.get(status, "error")
     body = {
         "type": f"{PROBLEM_TYPE_BASE}{code}",
@@ -46,10 +56,12 @@ def problem_body(
         "status": status,
         "detail": detail or HTTPStatus(status).description,
         "code": code,
-        "trace_id": getattr(request, "request_id", "") if request is not None else "",
+        "trace_id": getattr(request, "request_id", "") if request is not None else trace_id,
     }
     if request is not None:
-        body["instance"] = request.path
+        instance = request.path
+    if instance is not None:
+        body["instance"] = instance
     if errors:
         body["errors"] = errors
     return body
@@ -119,11 +131,7 @@ def problem_exception_handler(exc: Exception, context: dict) -> Response:
             headers["Allow"] = ", ".join(context["view"].allowed_methods)
     else:
         logger.exception("unhandled_api_exception", exc_type=type(exc).__name__)
-        status, code, detail = (
-            500,
-            "server_error",
-            "An unexpected error occurred; quote the trace_id when reporting it.",
-        )
+        status, code, detail = 500, "server_error", SERVER_ERROR_DETAIL
     set_rollback()
     body = {**extra, **problem_body(status=status, code=code, detail=detail, errors=errors, request=request)}
     response = Response(body, status=status, headers=headers, content_type=PROBLEM_CONTENT_TYPE)

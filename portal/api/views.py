@@ -9,7 +9,17 @@ from rest_framework import generics, viewsets
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from portal.idempotency import idempotency_begin, idempotency_complete, request_fingerprint
+from portal.idempotency import (
+    IdempotencyKeyTaken,
+    IdempotencyTicket,
+    idempotency_answer_record,
+    idempotency_answers_store,
+    idempotency_begin,
+    idempotency_begin_deferred,
+    idempotency_complete,
+    idempotency_end_deferred,
+    request_fingerprint,
+)
 from portal.models import ApiKey
 
 IDEMPOTENT_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
@@ -36,6 +46,7 @@ class TradeportApiMixin(APIView):
     """
 
     _idempotency_record = None
+    _idempotency_ticket: IdempotencyTicket | None = None
     #: Response fields never stored for replay (a replay answers them as null).
     idempotency_secret_fields: tuple[str, ...] = ()
 
@@ -45,14 +56,17 @@ class TradeportApiMixin(APIView):
         scope = _idempotency_scope(request)
         if key is None or request.method not in IDEMPOTENT_METHODS or scope is None:
             return
-        start = idempotency_begin(
+        begin = idempotency_begin_deferred if self.idempotency_deferred() else idempotency_begin
+        start = begin(
             scope=scope,
             key=key,
             method=request.method,
             path=request.get_full_path(),
             fingerprint=request_fingerprint(method=request.method, path=request.get_full_path(), body=request.body),
         )
-        if start.replay:
+        if isinstance(start, IdempotencyTicket):
+            self._idempotency_ticket = start
+        elif start.replay:
             record = start.record
             headers = dict(record.response_headers)
             content_type = headers.pop("Content-Type", None)
@@ -64,7 +78,13 @@ class TradeportApiMixin(APIView):
                     content_type=content_type,
                 )
             )
-        self._idempotency_record = start.record
+        else:
+            self._idempotency_record = start.record
+
+    def idempotency_deferred(self) -> bool:
+        """True where the view's service writes the answered record itself, in its own
+        transaction (`IdempotencyTicket`); the key is then claimed in Redis meanwhile."""
+        return False
 
     def handle_exception(self, exc):
         if isinstance(exc, _IdempotentReplay):
@@ -81,14 +101,32 @@ class TradeportApiMixin(APIView):
                 response[name] = value
         if self._idempotency_record is not None:
             record, self._idempotency_record = self._idempotency_record, None
-            body = json.loads(json.dumps(response.data, cls=DjangoJSONEncoder)) if response.data is not None else None
-            if isinstance(body, dict):
-                body.update({field: None for field in self.idempotency_secret_fields if field in body})
-            headers = {name: value for name, value in response.items() if name == "Location"}
-            if getattr(response, "content_type", None):
-                headers["Content-Type"] = response.content_type  # set explicitly, e.g. problem+json
+            body, headers = self._idempotency_answer(response)
             idempotency_complete(record=record, status=response.status_code, body=body, headers=headers)
+        if self._idempotency_ticket is not None:
+            ticket, self._idempotency_ticket = self._idempotency_ticket, None
+            try:
+                if not ticket.answered:  # refused before the service ran (validation, permissions)
+                    body, headers = self._idempotency_answer(response)
+                    answered = idempotency_answer_record(
+                        ticket, status=response.status_code, body=body, headers=headers
+                    )
+                    idempotency_answers_store([answered] if answered is not None else [])
+            except IdempotencyKeyTaken:
+                pass  # answered already by an attempt that got further: that answer stands
+            finally:
+                idempotency_end_deferred(ticket)
         return response
+
+    def _idempotency_answer(self, response) -> tuple[object, dict[str, str]]:
+        """What a replay of `response` gives back: its body (secrets blanked) and headers."""
+        body = json.loads(json.dumps(response.data, cls=DjangoJSONEncoder)) if response.data is not None else None
+        if isinstance(body, dict):
+            body.update({field: None for field in self.idempotency_secret_fields if field in body})
+        headers = {name: value for name, value in response.items() if name == "Location"}
+        if getattr(response, "content_type", None):
+            headers["Content-Type"] = response.content_type  # set explicitly, e.g. problem+json
+        return body, headers
 
 
 class ApiView(TradeportApiMixin):

@@ -206,3 +206,12 @@ TRADING_DEFAULT_PRICE_BAND_PCT = env.float("TRADING_DEFAULT_PRICE_BAND_PCT", def
 #: How often a transaction that lost a deadlock or serialization race is retried before the
 #: client sees an error.
 TRADING_TRANSACTION_ATTEMPTS = env.int("TRADING_TRANSACTION_ATTEMPTS", default=8)
+#: Orders for one instrument sent while its lock is held are matched together, in one
+#: transaction, by the worker holding it (ADR 0005). Needs Redis and PostgreSQL.
+TRADING_COMBINE_ORDERS = env.bool("TRADING_COMBINE_ORDERS", default=True)
+#: At most this many orders in one batch.
+TRADING_COMBINE_MAX_BATCH = env.int("TRADING_COMBINE_MAX_BATCH", default=32)
+#: How long a queued order's worker waits for its answer before it tries the lock again.
+TRADING_COMBINE_POLL_SECONDS = env.float("TRADING_COMBINE_POLL_SECONDS", default=0.002)
+#: How long before a worker whose order was taken by another but not answered recovers it.
+TRADING_COMBINE_WAIT_SECONDS = env.float("TRADING_COMBINE_WAIT_SECONDS", default=10.0)

@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from marketdata.models import Asset, Venue
 from marketdata.selectors import instrument_get
 from portal.api.docs import PROBLEM_RESPONSES, problem
+from portal.api.errors import PROBLEM_CONTENT_TYPE, SERVER_ERROR_DETAIL, problem_body
 from portal.api.shared_serializers import shared_serializer
 from portal.api.views import ApiViewSet
 from portal.choices import Role
@@ -40,12 +41,28 @@ from trading.api.v1.serializers import (
     TransferResultSerializer,
     TransferSerializer,
 )
+from trading.combining import Answer, QueuedOrder, combining_enabled, order_place_combined
 from trading.models import Balance, LedgerEntry, Order, Position, Trade, TradingAccount
 from trading.order_rules import OrderRequest
 
 ORDER_REJECTED = problem(
     "The order was refused; `code` is its reason and `order_id` the stored REJECTED order", "TICK_SIZE", 422
 )
+
+
+def _order_answer(outcome: services.OrderOutcome | Exception, queued: QueuedOrder) -> Answer:
+    """What the caller of `queued` gets: the order as `create` renders it, or problem JSON as
+    the API's exception handler renders it (whichever worker matched the order)."""
+    if isinstance(outcome, Order):
+        return Answer(status.HTTP_201_CREATED, shared_serializer(OrderSerializer).to_representation(outcome))
+    if isinstance(outcome, DomainError):
+        extra, status_code, code, detail = outcome.extra, outcome.status, outcome.code, outcome.message
+    else:
+        extra, status_code, code, detail = {}, 500, "server_error", SERVER_ERROR_DETAIL
+    body = problem_body(
+        status=status_code, code=code, detail=detail, trace_id=queued.context.request_id, instance=queued.path
+    )
+    return Answer(status_code, {**extra, **body}, content_type=PROBLEM_CONTENT_TYPE)
 
 
 class IdCursorPagination(CursorPagination):
@@ -224,10 +241,28 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet)
             )
         ],
     )
+    def idempotency_deferred(self) -> bool:
+        return self.action == "create" and combining_enabled()
+
     def create(self, request):
         # Bound once per thread: the busiest endpoint skips DRF's per-request field copies.
         data = shared_serializer(OrderCreateSerializer).run_validation(request.data)
         account = self._account(data.get("account"))
+        if combining_enabled():
+            ticket = self._idempotency_ticket
+            answer = order_place_combined(
+                account=account,
+                symbol=data["symbol"],
+                request=_request_from(data),
+                actor=_actor(request),
+                path=request.path,
+                ticket=ticket,
+                render=_order_answer,
+            )
+            if ticket is not None:
+                ticket.answered = True
+            headers = {"Idempotent-Replayed": "true"} if answer.replayed else None
+            return Response(answer.body, status=answer.status, content_type=answer.content_type, headers=headers)
         order = services.order_place(
             account=account, instrument=data["symbol"], request=_request_from(data), actor=_actor(request)
         )
