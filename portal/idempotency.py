@@ -7,6 +7,7 @@ Same key + same request → the stored response is replayed; same key + another 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -162,12 +163,22 @@ def idempotency_begin_deferred(
 
 def idempotency_record_find(*, scope: str, key: str) -> IdempotencyRecord | None:
     """The key's record, unless it is past its retention (then it is deleted and None)."""
-    existing = IdempotencyRecord.objects.filter(scope=scope, key=key).first()
+    rows = rawsql.issue(_record_sql(), [scope, key]).fetchall()
+    existing = rawsql.instances(IdempotencyRecord, rows)[0] if rows else None
     expired_before = timezone.now() - timedelta(seconds=settings.IDEMPOTENCY_KEY_TTL_SECONDS)
     if existing is not None and existing.created_at < expired_before:
         IdempotencyRecord.objects.filter(pk=existing.pk, created_at=existing.created_at).delete()
         return None
     return existing
+
+
+@functools.cache
+def _record_sql() -> str:
+    q = rawsql.quote
+    return (
+        f"SELECT {rawsql.columns(IdempotencyRecord)} FROM {q(IdempotencyRecord._meta.db_table)} "  # noqa: S608
+        f"WHERE {q('scope')} = %s AND {q('key')} = %s"
+    )
 
 
 def idempotency_answer_record(

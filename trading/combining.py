@@ -40,13 +40,16 @@ from portal.idempotency import (
     idempotency_record_find,
 )
 from portal.redis_client import redis_client, redis_key
-from trading.engine import LockBusy
 from trading.models import TradingAccount
 from trading.order_rules import OrderRejected, OrderRequest
 from trading.services import OrderEntry, OrderOutcome, order_place_alone, order_place_batch
 
 logger = structlog.get_logger("trading.combining")
 
+#: The message that tells a queued order's worker to try the lock: it is first in the queue.
+WAKE = "wake"
+#: How long a combiner's seat stays taken if its worker dies without leaving it.
+COMBINER_TERM_MS = 5000
 _ACCOUNT_FIELDS = ("id", "venue_id", "kind", "is_active", "stp_mode")
 _DECIMAL_FIELDS = ("quantity", "quote_quantity", "price", "stop_price")
 
@@ -158,69 +161,94 @@ class _Waiter:
         self.render = render
         self.queue_key = redis_key("orders", symbol)
         self.reply_key = redis_key("answer", order.token)
+        self.combiner_key = redis_key("combiner", symbol)
 
     def run(self) -> Answer:
+        """Queue the order and stand for combiner in one round trip; the combiner matches
+        until its own order is answered; the others wait for their answer, or for a wake-up
+        (their order is first in the queue and nobody combines: they stand again)."""
         redis = redis_client()
         deadline = time.monotonic() + settings.TRADING_COMBINE_WAIT_SECONDS
-        queued = False
+        with redis.pipeline(transaction=False) as pipe:
+            pipe.rpush(self.queue_key, self.order.dumps())
+            pipe.set(self.combiner_key, self.order.token, nx=True, px=COMBINER_TERM_MS)
+            elected = pipe.execute()[1]
         while True:
-            try:
-                answer = self._combine(own=None if queued else self.order)
-            except LockBusy:
-                answer = None
-                if not queued:
-                    redis.rpush(self.queue_key, self.order.dumps())
-                    queued = True
-            if answer is not None:
-                return answer
-            while queued and not redis.llen(self.queue_key) and time.monotonic() < deadline:
-                # Our order was taken: its answer comes once that batch commits.
-                reply = redis.blpop([self.reply_key], timeout=settings.TRADING_COMBINE_POLL_SECONDS)
-                if reply is not None:
-                    return _answer_loads(reply[1])
+            if elected:
+                try:
+                    answer = self._combine()
+                finally:
+                    self._step_down()
+                if answer is not None:
+                    return answer
             reply = redis.blpop([self.reply_key], timeout=settings.TRADING_COMBINE_POLL_SECONDS)
             if reply is not None:
-                return _answer_loads(reply[1])
-            if time.monotonic() > deadline:
+                message = json.loads(reply[1])
+                if WAKE not in message:
+                    return Answer(**message)
+            elif time.monotonic() > deadline:
                 return self._recover()
+            elected = redis.set(self.combiner_key, self.order.token, nx=True, px=COMBINER_TERM_MS)
 
-    def _combine(self, *, own: QueuedOrder | None) -> Answer | None:
-        """Take the lock without waiting (`LockBusy` if held), then match what is queued and
-        `own` in one batch; push the others their answers; `own`'s answer (None: not ours)."""
+    def _step_down(self) -> None:
+        """Leave the combiner's seat; if orders are queued, wake the worker of the first one to
+        take it (an order queued while we sat was not elected, and waits)."""
+        head = _STEP_DOWN(keys=[self.combiner_key, self.queue_key], args=[self.order.token], client=redis_client())
+        if head is not None:
+            with redis_client().pipeline(transaction=False) as pipe:
+                _push(pipe, json.loads(head)["token"], json.dumps({WAKE: True}))
+                pipe.execute()
+
+    def _combine(self) -> Answer | None:
+        """As the combiner: match the queued orders in batches until ours is among them or the
+        queue is empty, pushing each its answer after commit; our answer, or None if another
+        combiner took our order (its answer comes by Redis)."""
+        while True:
+            drained, answers = self._batch()
+            if not drained:
+                return None
+            mine = self.order.token
+            self._reply(
+                [order for order in drained if order.token != mine],
+                [answer for order, answer in zip(drained, answers, strict=True) if order.token != mine],
+            )
+            for order, answer in zip(drained, answers, strict=True):
+                if order.token == mine:
+                    return answer
+
+    def _batch(self) -> tuple[list[QueuedOrder], list[Answer]]:
+        """One batch: the instrument's lock, then up to TRADING_COMBINE_MAX_BATCH queued orders
+        matched in one transaction with their idempotency records; the orders and answers."""
         redis = redis_client()
-        room = settings.TRADING_COMBINE_MAX_BATCH - (1 if own is not None else 0)
         drained: list[QueuedOrder] = []
-        taken = False
+        answers: list[Answer] = []
 
         def queued() -> list[OrderEntry]:
-            nonlocal taken
-            if not taken:  # once: a retried transaction matches the same orders again
-                taken = True
-                drained.extend(QueuedOrder.loads(raw) for raw in redis.lpop(self.queue_key, room) or ())  # type: ignore[arg-type]
+            if not drained:  # once: a retried transaction matches the same orders again
+                raws: Any = redis.lpop(self.queue_key, settings.TRADING_COMBINE_MAX_BATCH) or ()
+                drained.extend(QueuedOrder.loads(raw) for raw in raws)
             return [order.entry() for order in drained]
 
-        answers: list[Answer] = []
-        own_orders = [own] if own is not None else []
-
         def record_answers(outcomes: list[OrderOutcome]) -> None:
-            answers[:] = [self.render(o, q) for o, q in zip(outcomes, [*drained, *own_orders], strict=True)]
-            _answers_store([*drained, *own_orders], answers)
+            answers[:] = [self.render(o, q) for o, q in zip(outcomes, drained, strict=True)]
+            _answers_store(drained, answers)
 
         try:
-            order_place_batch(
-                instrument=self.symbol,
-                entries=[order.entry() for order in own_orders],
-                queued=queued,
-                wait=False,
-                before_commit=record_answers,
-            )
-        except Exception as failure:  # noqa: BLE001 - every order is then retried alone
-            if not taken:  # a busy lock, an unknown symbol: nothing was taken from the queue
+            order_place_batch(instrument=self.symbol, entries=(), queued=queued, before_commit=record_answers)
+        except DomainError:
+            if not drained:  # an unknown symbol: nothing was taken; our order leaves the queue
+                redis.lrem(self.queue_key, 1, self.order.dumps())
                 raise
-            logger.info("batch_failed", symbol=self.symbol, orders=len(drained) + len(own_orders), error=repr(failure))
-            answers[:] = [self._place_alone(order) for order in [*drained, *own_orders]]
-        self._reply(drained, answers[: len(drained)])
-        return answers[-1] if own is not None else None
+            answers[:] = self._alone(drained)
+        except Exception as failure:  # noqa: BLE001 - every order is then placed alone
+            if not drained:
+                raise
+            logger.info("batch_failed", symbol=self.symbol, orders=len(drained), error=repr(failure))
+            answers[:] = self._alone(drained)
+        return drained, answers
+
+    def _alone(self, orders: Sequence[QueuedOrder]) -> list[Answer]:
+        return [self._place_alone(order) for order in orders]
 
     def _place_alone(self, order: QueuedOrder) -> Answer:
         """`order` in a transaction of its own (a batch of one)."""
@@ -255,13 +283,12 @@ class _Waiter:
         return Answer(record.response_status, record.response_body, content_type=content_type, replayed=True)
 
     def _reply(self, orders: Sequence[QueuedOrder], answers: Sequence[Answer]) -> None:
+        """After commit: each order's answer to its worker."""
         if not orders:
             return
         with redis_client().pipeline(transaction=False) as pipe:
             for order, answer in zip(orders, answers, strict=True):
-                key = redis_key("answer", order.token)
-                pipe.rpush(key, _answer_dumps(answer))
-                pipe.pexpire(key, int(settings.TRADING_COMBINE_WAIT_SECONDS * 2000))
+                _push(pipe, order.token, _answer_dumps(answer))
             pipe.execute()
 
     def _recover(self) -> Answer:
@@ -272,9 +299,14 @@ class _Waiter:
         redis = redis_client()
         if redis.lrem(self.queue_key, 1, self.order.dumps()):
             return self._place_alone(self.order)
-        reply = redis.blpop([self.reply_key], timeout=settings.TRADING_COMBINE_WAIT_SECONDS)
-        if reply is not None:
-            return _answer_loads(reply[1])
+        end = time.monotonic() + settings.TRADING_COMBINE_WAIT_SECONDS
+        while (left := end - time.monotonic()) > 0:
+            reply = redis.blpop([self.reply_key], timeout=left)
+            if reply is None:
+                break
+            message = json.loads(reply[1])
+            if WAKE not in message:
+                return Answer(**message)
         if self.order.ticket is not None:
             return self._place_alone(self.order)  # exactly once: the record's unique key decides
         logger.warning("order_outcome_unknown", symbol=self.symbol, token=self.order.token)
@@ -286,6 +318,28 @@ class _Waiter:
             ),
             self.order,
         )
+
+
+class _StepDown:
+    """Leave the combiner's seat if it is still ours, and tell which order is first in the
+    queue — atomically, so an order queued meanwhile is either seen here or elects its own."""
+
+    SCRIPT = """
+    if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+    return redis.call('LINDEX', KEYS[2], 0)
+    """
+
+    def __call__(self, *, keys: list[str], args: list[str], client) -> bytes | None:
+        return client.register_script(self.SCRIPT)(keys=keys, args=args)
+
+
+_STEP_DOWN = _StepDown()
+
+
+def _push(pipe, token: str, message: str) -> None:
+    key = redis_key("answer", token)
+    pipe.rpush(key, message)
+    pipe.pexpire(key, int(settings.TRADING_COMBINE_WAIT_SECONDS * 2000))
 
 
 def _answers_store(orders: Sequence[QueuedOrder], answers: Sequence[Answer]) -> None:
@@ -304,7 +358,3 @@ def _answers_store(orders: Sequence[QueuedOrder], answers: Sequence[Answer]) -> 
 
 def _answer_dumps(answer: Answer) -> str:
     return json.dumps(dataclasses.asdict(answer), cls=DjangoJSONEncoder)
-
-
-def _answer_loads(raw: bytes | str) -> Answer:
-    return Answer(**json.loads(raw))

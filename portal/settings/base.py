@@ -211,7 +211,8 @@ TRADING_TRANSACTION_ATTEMPTS = env.int("TRADING_TRANSACTION_ATTEMPTS", default=8
 TRADING_COMBINE_ORDERS = env.bool("TRADING_COMBINE_ORDERS", default=True)
 #: At most this many orders in one batch.
 TRADING_COMBINE_MAX_BATCH = env.int("TRADING_COMBINE_MAX_BATCH", default=32)
-#: How long a queued order's worker waits for its answer before it tries the lock again.
-TRADING_COMBINE_POLL_SECONDS = env.float("TRADING_COMBINE_POLL_SECONDS", default=0.002)
+#: How long a queued order's worker waits for its answer or a wake-up before it tries the lock again
+#: (a safety net: the worker holding the lock wakes the next one).
+TRADING_COMBINE_POLL_SECONDS = env.float("TRADING_COMBINE_POLL_SECONDS", default=0.05)
 #: How long before a worker whose order was taken by another but not answered recovers it.
 TRADING_COMBINE_WAIT_SECONDS = env.float("TRADING_COMBINE_WAIT_SECONDS", default=10.0)
