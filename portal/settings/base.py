@@ -207,8 +207,9 @@ TRADING_DEFAULT_PRICE_BAND_PCT = env.float("TRADING_DEFAULT_PRICE_BAND_PCT", def
 #: client sees an error.
 TRADING_TRANSACTION_ATTEMPTS = env.int("TRADING_TRANSACTION_ATTEMPTS", default=8)
 #: Orders for one instrument sent while its lock is held are matched together, in one
-#: transaction, by the worker holding it (ADR 0005). Needs Redis and PostgreSQL.
-TRADING_COMBINE_ORDERS = env.bool("TRADING_COMBINE_ORDERS", default=True)
+#: transaction, by the worker holding it (ADR 0005). Needs Redis and PostgreSQL. Off until
+#: bench/order_placement shows it faster than one transaction per order (bench/README.md).
+TRADING_COMBINE_ORDERS = env.bool("TRADING_COMBINE_ORDERS", default=False)
 #: At most this many orders in one batch.
 TRADING_COMBINE_MAX_BATCH = env.int("TRADING_COMBINE_MAX_BATCH", default=32)
 #: How long a queued order's worker waits for its answer or a wake-up before it tries the lock again

@@ -27,6 +27,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 def _needs_postgres_and_redis(settings):
     if connection.vendor != "postgresql" or settings.EMBEDDED:
         pytest.skip("needs PostgreSQL and Redis (DATABASE_URL, REDIS_URL); CI runs on both")
+    settings.TRADING_COMBINE_ORDERS = True
     redis_client().delete(redis_key("orders", "BTCUSDT"), redis_key("combiner", "BTCUSDT"))
 
 
