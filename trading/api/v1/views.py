@@ -191,6 +191,9 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet)
             return account
         return selectors.account_for_orders(user=user, account_id=account_id)
 
+    def idempotency_deferred(self) -> bool:
+        return self.action == "create" and combining_enabled()
+
     @extend_schema(
         summary="Place an order",
         request=OrderCreateSerializer,
@@ -241,9 +244,6 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet)
             )
         ],
     )
-    def idempotency_deferred(self) -> bool:
-        return self.action == "create" and combining_enabled()
-
     def create(self, request):
         # Bound once per thread: the busiest endpoint skips DRF's per-request field copies.
         data = shared_serializer(OrderCreateSerializer).run_validation(request.data)
