@@ -51,37 +51,47 @@ def _validate_key(key: str) -> None:
         )
 
 
+def idempotency_key_reused() -> DomainError:
+    return DomainError(
+        "idempotency_key_reused", "This Idempotency-Key was already used with a different request.", status=422
+    )
+
+
+def _in_progress() -> ConflictError:
+    return ConflictError(
+        "idempotency_request_in_progress",
+        "A request with this Idempotency-Key is still being processed; retry later.",
+    )
+
+
+def _is_replay(existing: IdempotencyRecord, *, fingerprint: str, now) -> bool:
+    """True if `existing` answers this request (replay it); False if it is the claim of an
+    attempt that died unanswered; 422 for another request's key, 409 while one runs."""
+    if existing.fingerprint != fingerprint:
+        raise idempotency_key_reused()
+    if existing.is_complete:
+        return True
+    if existing.locked_until > now:
+        raise _in_progress()
+    return False
+
+
 def idempotency_begin(*, scope: str, key: str, method: str, path: str, fingerprint: str) -> IdempotencyStart:
     """Claim `key` for this request, or say why it cannot run (replay / 409 / 422)."""
     _validate_key(key)
     now = timezone.now()
     lock_until = now + timedelta(seconds=settings.IDEMPOTENCY_LOCK_SECONDS)
-    expired_before = now - timedelta(seconds=settings.IDEMPOTENCY_KEY_TTL_SECONDS)
     for _ in range(3):
         record = IdempotencyRecord(
             scope=scope, key=key, method=method, path=path[:2048], fingerprint=fingerprint, locked_until=lock_until
         )
         if rawsql.insert_unless_conflict(record, ("scope", "key")):
             return IdempotencyStart(record=record, replay=False)
-        existing = IdempotencyRecord.objects.filter(scope=scope, key=key).first()
+        existing = idempotency_record_find(scope=scope, key=key)
         if existing is None:
-            continue  # released between our insert and our read: claim again
-        if existing.created_at < expired_before:
-            IdempotencyRecord.objects.filter(pk=existing.pk, created_at=existing.created_at).delete()
-            continue
-        if existing.fingerprint != fingerprint:
-            raise DomainError(
-                "idempotency_key_reused",
-                "This Idempotency-Key was already used with a different request.",
-                status=422,
-            )
-        if existing.is_complete:
+            continue  # released or expired between our insert and our read: claim again
+        if _is_replay(existing, fingerprint=fingerprint, now=now):
             return IdempotencyStart(record=existing, replay=True)
-        if existing.locked_until > now:
-            raise ConflictError(
-                "idempotency_request_in_progress",
-                "A request with this Idempotency-Key is still being processed; retry later.",
-            )
         # The first attempt died without an answer: take its claim over, exactly once.
         taken = IdempotencyRecord.objects.filter(
             pk=existing.pk, response_status__isnull=True, locked_until=existing.locked_until
@@ -89,10 +99,7 @@ def idempotency_begin(*, scope: str, key: str, method: str, path: str, fingerpri
         if taken:
             existing.locked_until = lock_until
             return IdempotencyStart(record=existing, replay=False)
-        raise ConflictError(
-            "idempotency_request_in_progress",
-            "A request with this Idempotency-Key is still being processed; retry later.",
-        )
+        raise _in_progress()
     raise ConflictError("idempotency_request_in_progress", "The Idempotency-Key is contended; retry later.")
 
 
@@ -132,27 +139,13 @@ def idempotency_begin_deferred(
     ticket = IdempotencyTicket(scope=scope, key=key, method=method, path=path[:2048], fingerprint=fingerprint)
     claim = ticket.claim_key()
     if not redis_client().set(claim, "1", nx=True, px=settings.IDEMPOTENCY_LOCK_SECONDS * 1000):
-        raise ConflictError(
-            "idempotency_request_in_progress",
-            "A request with this Idempotency-Key is still being processed; retry later.",
-        )
+        raise _in_progress()
     try:
         existing = idempotency_record_find(scope=scope, key=key)
         if existing is not None:
-            if existing.fingerprint != fingerprint:
-                raise DomainError(
-                    "idempotency_key_reused",
-                    "This Idempotency-Key was already used with a different request.",
-                    status=422,
-                )
-            if existing.is_complete:
+            if _is_replay(existing, fingerprint=fingerprint, now=timezone.now()):
                 redis_client().delete(claim)
                 return IdempotencyStart(record=existing, replay=True)
-            if existing.locked_until > timezone.now():
-                raise ConflictError(
-                    "idempotency_request_in_progress",
-                    "A request with this Idempotency-Key is still being processed; retry later.",
-                )
             # A claim of the other kind, whose request died without an answer: drop it.
             IdempotencyRecord.objects.filter(pk=existing.pk, response_status__isnull=True).delete()
     except BaseException:

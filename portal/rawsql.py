@@ -208,6 +208,14 @@ def _mark_saved(obj: Model, pk: Any) -> None:
     obj._state.db = DEFAULT_DB_ALIAS
 
 
+def _insert_chunks(objs: Sequence[M], db) -> Iterator[Sequence[M]]:
+    """`objs` cut into the rows of one INSERT each: below the parameter limit on PostgreSQL;
+    one row on SQLite, which does not promise RETURNING rows in VALUES order."""
+    per_statement = max(1, _MAX_PARAMS // len(_insert_fields(type(objs[0])))) if db.vendor == "postgresql" else 1
+    for start in range(0, len(objs), per_statement):
+        yield objs[start : start + per_statement]
+
+
 def insert(objs: Sequence[Model]) -> None:
     """INSERT `objs` (all of one model, none saved yet) and set their primary keys."""
     insert_issue(objs)()
@@ -219,16 +227,10 @@ def insert_issue(objs: Sequence[Model]) -> Callable[[], None]:
     if not objs:
         return lambda: None
     model = type(objs[0])
-    fields = _insert_fields(model)
-    # SQLite does not promise RETURNING rows in VALUES order: one row per statement there.
     db = database()
-    per_statement = max(1, _MAX_PARAMS // len(fields)) if db.vendor == "postgresql" else 1
     issued: list[tuple[Sequence[Model], Pending]] = []
-    for start in range(0, len(objs), per_statement):
-        chunk = objs[start : start + per_statement]
-        params: list[Any] = []
-        for obj in chunk:
-            params.extend(_insert_values(obj, db))
+    for chunk in _insert_chunks(objs, db):
+        params = [value for obj in chunk for value in _insert_values(obj, db)]
         issued.append((chunk, issue(_insert_sql(model, len(chunk)), params)))
 
     def keys_set() -> None:
@@ -263,10 +265,8 @@ def insert_unless_conflict_many(objs: Sequence[Model], conflict: tuple[str, ...]
         return 0
     db = database()
     model = type(objs[0])
-    per_statement = max(1, _MAX_PARAMS // len(_insert_fields(model))) if db.vendor == "postgresql" else 1
     inserted = 0
-    for start in range(0, len(objs), per_statement):
-        chunk = objs[start : start + per_statement]
+    for chunk in _insert_chunks(objs, db):
         params = [value for obj in chunk for value in _insert_values(obj, db)]
         inserted += len(issue(_insert_many_unless_conflict_sql(model, conflict, len(chunk)), params).fetchall())
     return inserted

@@ -16,6 +16,7 @@ Idempotency-Key's record holds (`_recover`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
 import uuid
@@ -37,6 +38,7 @@ from portal.idempotency import (
     IdempotencyTicket,
     idempotency_answer_record,
     idempotency_answers_store,
+    idempotency_key_reused,
     idempotency_record_find,
 )
 from portal.redis_client import redis_client, redis_key
@@ -193,7 +195,7 @@ class _Waiter:
     def _step_down(self) -> None:
         """Leave the combiner's seat; if orders are queued, wake the worker of the first one to
         take it (an order queued while we sat was not elected, and waits)."""
-        head = _STEP_DOWN(keys=[self.combiner_key, self.queue_key], args=[self.order.token], client=redis_client())
+        head = _step_down_script()(keys=[self.combiner_key, self.queue_key], args=[self.order.token])
         if head is not None:
             with redis_client().pipeline(transaction=False) as pipe:
                 _push(pipe, json.loads(head)["token"], json.dumps({WAKE: True}))
@@ -235,20 +237,13 @@ class _Waiter:
 
         try:
             order_place_batch(instrument=self.symbol, entries=(), queued=queued, before_commit=record_answers)
-        except DomainError:
-            if not drained:  # an unknown symbol: nothing was taken; our order leaves the queue
+        except Exception as failure:  # noqa: BLE001 - every order is then placed alone
+            if not drained:  # an unknown symbol, a database down: our caller gets the error
                 redis.lrem(self.queue_key, 1, self.order.dumps())
                 raise
-            answers[:] = self._alone(drained)
-        except Exception as failure:  # noqa: BLE001 - every order is then placed alone
-            if not drained:
-                raise
             logger.info("batch_failed", symbol=self.symbol, orders=len(drained), error=repr(failure))
-            answers[:] = self._alone(drained)
+            answers[:] = [self._place_alone(order) for order in drained]
         return drained, answers
-
-    def _alone(self, orders: Sequence[QueuedOrder]) -> list[Answer]:
-        return [self._place_alone(order) for order in orders]
 
     def _place_alone(self, order: QueuedOrder) -> Answer:
         """`order` in a transaction of its own (a batch of one)."""
@@ -275,10 +270,7 @@ class _Waiter:
         assert ticket is not None  # noqa: S101 - only keyed orders conflict on a record
         record = idempotency_record_find(scope=ticket.scope, key=ticket.key)
         if record is None or record.response_status is None or record.fingerprint != ticket.fingerprint:
-            refusal = DomainError(
-                "idempotency_key_reused", "This Idempotency-Key was already used with a different request.", status=422
-            )
-            return self.render(refusal, order)
+            return self.render(idempotency_key_reused(), order)
         content_type = record.response_headers.get("Content-Type")
         return Answer(record.response_status, record.response_body, content_type=content_type, replayed=True)
 
@@ -320,20 +312,16 @@ class _Waiter:
         )
 
 
-class _StepDown:
+@functools.cache
+def _step_down_script():
     """Leave the combiner's seat if it is still ours, and tell which order is first in the
     queue — atomically, so an order queued meanwhile is either seen here or elects its own."""
-
-    SCRIPT = """
-    if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-    return redis.call('LINDEX', KEYS[2], 0)
-    """
-
-    def __call__(self, *, keys: list[str], args: list[str], client) -> bytes | None:
-        return client.register_script(self.SCRIPT)(keys=keys, args=args)
-
-
-_STEP_DOWN = _StepDown()
+    return redis_client().register_script(
+        """
+        if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+        return redis.call('LINDEX', KEYS[2], 0)
+        """
+    )
 
 
 def _push(pipe, token: str, message: str) -> None:

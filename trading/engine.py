@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from django.db import OperationalError, connection
+from django.db import connection
 from django.utils import timezone
 
 from audit.context import AuditContext, audit_context_get
@@ -50,8 +50,6 @@ from trading.ledger import AppliedBalance, BalanceChange, LedgerBatch
 from trading.models import Order, Position, Trade, TradingAccount
 from trading.positions import PositionState, position_after_fill
 
-#: PostgreSQL's SQLSTATE for a NOWAIT lock that another transaction holds.
-LOCK_NOT_AVAILABLE = "55P03"
 BOOK_FIRST_PAGE = 8
 BOOK_MAX_PAGE = 1000
 #: Stop orders triggering stop orders: a bound on the cascade within one transaction.
@@ -155,10 +153,6 @@ def _waiting_stops_sql() -> str:
     )
 
 
-class LockBusy(Exception):
-    """The instrument's lock is held by another transaction (`MatchingSession.open(wait=False)`)."""
-
-
 @dataclass
 class Fill:
     maker: Order
@@ -210,22 +204,14 @@ class MatchingSession:
     # -- lock and identity map ------------------------------------------------------------
 
     @classmethod
-    def open(
-        cls, instrument: int | str, *, actor: Any, batch: LedgerBatch | None = None, wait: bool = True
-    ) -> MatchingSession:
+    def open(cls, instrument: int | str, *, actor: Any, batch: LedgerBatch | None = None) -> MatchingSession:
         """Take the instrument's lock (until the transaction ends) and start a session on it.
         `instrument` is its id, or its symbol (any case; an unknown one is 404 UNKNOWN_SYMBOL).
-        With `wait=False` a lock held by another transaction raises `LockBusy` at once.
 
         One statement: the instrument's row locked, its base and quote assets, and the id of
         the venue's fee account."""
         by_symbol = isinstance(instrument, str)
-        try:
-            row = rawsql.issue(_lock_sql(by_symbol, wait), [instrument]).fetchone()
-        except OperationalError as error:
-            if getattr(error.__cause__, "sqlstate", None) == LOCK_NOT_AVAILABLE:
-                raise LockBusy(instrument) from error
-            raise
+        row = rawsql.issue(_lock_sql(by_symbol), [instrument]).fetchone()
         if row is None:
             raise NotFoundError("UNKNOWN_SYMBOL", f"No instrument {instrument!r}.")
         widths = [rawsql.column_count(Instrument), rawsql.column_count(Asset)]
@@ -695,13 +681,11 @@ class MatchingSession:
 
 
 @functools.cache
-def _lock_sql(by_symbol: bool, wait: bool) -> str:
+def _lock_sql(by_symbol: bool) -> str:
     """The session's opening statement (see `MatchingSession.open`)."""
     q = rawsql.quote
     where = f"UPPER({q('i')}.{q('symbol')}) = UPPER(%s)" if by_symbol else f"{q('i')}.{q('id')} = %s"
-    lock = ""
-    if connection.features.has_select_for_update_of:
-        lock = " FOR NO KEY UPDATE OF i" + ("" if wait else " NOWAIT")
+    lock = " FOR NO KEY UPDATE OF i" if connection.features.has_select_for_update_of else ""
     fee_account = (
         f"(SELECT {q('id')} FROM {q(TradingAccount._meta.db_table)} "  # noqa: S608 - names only
         f"WHERE {q('venue_id')} = {q('i')}.{q('venue_id')} AND {q('kind')} = '{AccountKind.FEE}')"

@@ -175,9 +175,13 @@ OrderOutcome = Order | OrderRejected
 
 
 class BatchFailed(Exception):
-    """The batch's transaction failed as a whole (a balance guard refused at write time, a
-    client order id taken by another instrument's order meanwhile, …): nothing of it was
-    written. Place its orders one per transaction instead; each then fails or passes alone."""
+    """A refusal met only at write time broke the batch's transaction (a balance guard
+    refused, a client order id taken meanwhile by another instrument's order): nothing of it
+    was written. Place its orders one per transaction instead; each then fails or passes alone."""
+
+    def __init__(self, rejection: OrderRejected):
+        super().__init__(rejection.code)
+        self.rejection = rejection
 
 
 def order_place(*, account: TradingAccount, instrument: Instrument | str, request: OrderRequest, actor: Any) -> Order:
@@ -206,9 +210,7 @@ def order_place_alone(
     try:
         return order_place_batch(instrument=instrument, entries=[entry], before_commit=before_commit, locked=locked)
     except BatchFailed as failure:
-        rejection = failure.__cause__
-        if not isinstance(rejection, OrderRejected):
-            raise failure.__cause__ from None  # type: ignore[misc]
+        rejection = failure.rejection
     request = order_request_normalized(entry.request)
 
     def work() -> list[OrderOutcome]:
@@ -232,7 +234,6 @@ def order_place_batch(
     instrument: Instrument | str,
     entries: Sequence[OrderEntry],
     queued: Callable[[], Sequence[OrderEntry]] | None = None,
-    wait: bool = True,
     before_commit: Callable[[list[OrderOutcome]], None] | None = None,
     locked: list[Instrument] | None = None,
 ) -> list[OrderOutcome]:
@@ -242,13 +243,10 @@ def order_place_batch(
     order, in that order. Each order's pre-trade checks see what the orders before it did;
     a refused order is stored as REJECTED in the same transaction. `before_commit(outcomes)`
     runs last inside the transaction (the caller's writes that must commit with the orders).
-    With `wait=False` a busy lock raises `LockBusy`; a failure of the whole transaction
-    raises `BatchFailed` (with its cause)."""
+    A refusal that breaks the whole transaction raises `BatchFailed`."""
 
     def work() -> list[OrderOutcome]:
-        session = MatchingSession.open(
-            instrument if isinstance(instrument, str) else instrument.pk, actor=ENGINE_ACTOR, wait=wait
-        )
+        session = MatchingSession.open(instrument if isinstance(instrument, str) else instrument.pk, actor=ENGINE_ACTOR)
         if locked is not None:
             locked[:] = [session.instrument]
         outcomes: list[OrderOutcome] = []
@@ -258,7 +256,7 @@ def order_place_batch(
             try:
                 outcomes.append(_order_enter(session, account=entry.account, request=request, actor=entry.actor))
             except _RefusedOnInsert as refusal:
-                raise BatchFailed() from refusal
+                raise BatchFailed(refusal) from refusal
             except OrderRejected as rejection:
                 outcomes.append(_rejection_in_session(session, rejection, entry=entry, request=request))
             finally:
@@ -270,7 +268,7 @@ def order_place_batch(
             session.flush()
         except InsufficientBalance as shortage:
             # Another instrument's order spent the funds between the check and the write.
-            raise BatchFailed() from OrderRejected("INSUFFICIENT_BALANCE", shortage.message)
+            raise BatchFailed(OrderRejected("INSUFFICIENT_BALANCE", shortage.message)) from shortage
         if before_commit is not None:
             before_commit(outcomes)
         return outcomes

@@ -64,6 +64,18 @@ def queued_count() -> int:
     return redis_client().llen(redis_key("orders", "BTCUSDT"))
 
 
+def place_while_locked(market, calls):
+    """Run each `call()` in a thread of its own while BTCUSDT's lock is held, until every
+    order is queued; then release it. Their answers, in order."""
+    with LockHolder(market.btcusdt):
+        threads, answers, errors = place_in_threads(calls)
+        wait_until(lambda: queued_count() == len(calls))
+    for thread in threads:
+        thread.join(30)
+    assert not errors, errors
+    return answers
+
+
 def place_in_threads(calls):
     """Run each `call()` in a thread of its own; their answers, in order."""
     answers: list = [None] * len(calls)
@@ -130,13 +142,8 @@ def test_orders_queued_while_the_lock_is_held_are_matched_in_one_transaction(mar
         order_call(traders[2], "BUY", "1.5", "101", request_id="r2"),
         order_call(traders[3], "BUY", "1", "99", request_id="r3"),
     ]
-    with LockHolder(market.btcusdt):
-        threads, answers, errors = place_in_threads(calls)
-        wait_until(lambda: queued_count() == len(calls))
-    for thread in threads:
-        thread.join(30)
+    answers = place_while_locked(market, calls)
 
-    assert not errors, errors
     assert [answer.status for answer in answers] == [201] * 4, answers
     ids = [answer.body["id"] for answer in answers]
     with connection.cursor() as cursor:  # rows written by one transaction share its xmin
@@ -155,13 +162,8 @@ def test_a_refused_order_of_a_batch_gets_its_problem_and_the_others_their_orders
         order_call(traders[0], "BUY", "1", "99", request_id="fine"),
         order_call(traders[1], "BUY", "1", "99.001", request_id="off-tick"),
     ]
-    with LockHolder(market.btcusdt):
-        threads, answers, errors = place_in_threads(calls)
-        wait_until(lambda: queued_count() == len(calls))
-    for thread in threads:
-        thread.join(30)
+    answers = place_while_locked(market, calls)
 
-    assert not errors, errors
     fine, refused = answers
     assert fine.status == 201
     assert refused.status == 422 and refused.content_type == "application/problem+json"
@@ -193,13 +195,8 @@ def test_a_batch_that_fails_as_a_whole_is_placed_one_order_per_transaction(marke
         order_call(traders[0], "BUY", "1", "99", request_id="again", ticket=ticket),
         order_call(traders[1], "BUY", "1", "98", request_id="other"),
     ]
-    with LockHolder(market.btcusdt):
-        threads, answers, errors = place_in_threads(calls)
-        wait_until(lambda: queued_count() == len(calls))
-    for thread in threads:
-        thread.join(30)
+    answers = place_while_locked(market, calls)
 
-    assert not errors, errors
     again, other = answers
     assert again.replayed and again.body == {"id": 0, "earlier": True}
     assert other.status == 201
