@@ -139,3 +139,39 @@ def test_a_connection_whose_prepared_plans_a_migration_made_stale_is_closed_afte
         db.close_at = None
         migrator.execute("DROP TABLE rawsql_probe")
         migrator.close()
+
+
+def _server_prepared_count() -> int:
+    return rawsql.database().connection.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()[0]
+
+
+def test_prepared_statements_outlive_a_rolled_back_transaction_and_savepoint():
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (DATABASE_URL); CI runs on it")
+    query = "SELECT id FROM portal_idempotencyrecord WHERE key = %s"
+    rawsql.issue(query, ["a"]).fetchall()
+    prepared = _server_prepared_count()
+    assert prepared >= 1
+    with pytest.raises(IntegrityError), transaction.atomic():  # a savepoint inside the test's transaction
+        rawsql.insert([_record("same")])
+        rawsql.insert([_record("same")])
+    assert _server_prepared_count() == prepared  # psycopg alone would have sent DEALLOCATE ALL here
+    raw = rawsql.database().connection
+    assert isinstance(raw._prepared, rawsql.PlansOutliveRollback)
+    assert any(key[0].startswith(b"SELECT id FROM portal_idempotencyrecord") for key in raw._prepared._names)
+    assert rawsql.issue(query, ["same"]).fetchall() == []  # the savepoint's rows are gone; the plan is still good
+
+
+def test_a_schema_change_still_clears_the_prepared_statements():
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (DATABASE_URL); CI runs on it")
+    rawsql.issue("SELECT id FROM portal_idempotencyrecord WHERE key = %s", ["a"]).fetchall()
+    assert _server_prepared_count() >= 1
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS rawsql_absent")  # as a migration would
+    rawsql.issue("SELECT 1", []).fetchall()  # psycopg deallocates before its next statement
+    assert _server_prepared_count() == 1
