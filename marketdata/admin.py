@@ -1,10 +1,10 @@
 """Admin of venues, assets and instruments: operators create instruments, edit their filters,
-and halt or resume them (with a reason, through riskmgmt's service)."""
+and halt or resume them (with a reason, through riskmgmt's service); candles are read-only."""
 
 from django.contrib import admin
 
-from audit.admin_mixins import AuditedAdminMixin
-from marketdata.models import Asset, Instrument, InstrumentStatus, InstrumentStatusChange, Venue
+from audit.admin_mixins import AuditedAdminMixin, ReadOnlyAdmin
+from marketdata.models import Asset, Candle, Instrument, InstrumentStatus, InstrumentStatusChange, Venue
 from portal.admin_actions import ReasonForm, action_with_form
 from riskmgmt.services import instrument_status_set
 
@@ -77,3 +77,11 @@ class InstrumentAdmin(AuditedAdminMixin, admin.ModelAdmin):
             return f"Resumed {queryset.count()} instrument(s)."
 
         return action_with_form(self, request, queryset, title="Resume instruments", form_class=ReasonForm, apply=apply)
+
+
+@admin.register(Candle)
+class CandleAdmin(ReadOnlyAdmin):
+    list_display = ["instrument", "interval", "open_time", "open", "high", "low", "close", "volume", "trade_count"]
+    list_filter = ["interval", "instrument"]
+    date_hierarchy = "open_time"
+    list_select_related = ["instrument"]

@@ -155,3 +155,59 @@ class InstrumentStatusChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.instrument}: {self.from_status} → {self.to_status}"
+
+
+class CandleInterval(models.TextChoices):
+    """Candle widths. Buckets start at multiples of the width since the Unix epoch, in UTC
+    (days at 00:00 UTC, 4 h at 00:00, 04:00, … UTC), like Binance's klines."""
+
+    M1 = "1m", "1 minute"
+    M5 = "5m", "5 minutes"
+    M15 = "15m", "15 minutes"
+    H1 = "1h", "1 hour"
+    H4 = "4h", "4 hours"
+    D1 = "1d", "1 day"
+
+
+class CandleOrigin(models.TextChoices):
+    TRADES = "TRADES", "This venue's trades"
+    BACKFILL = "BACKFILL", "Synthesized history (backfill_history)"
+    IMPORT = "IMPORT", "Imported klines (import_klines)"
+
+
+class Candle(models.Model):
+    """Open, high, low, close and volume of an instrument's trades in one time bucket.
+
+    Built from the trades in the engine's transaction (`marketdata.candles`), so a committed
+    trade is always in its candles; a bucket without trades has no row. `volume` is in the
+    base asset, `quote_volume` in the quote asset. History from elsewhere (`backfill_history`,
+    `import_klines`) lives in the same table, marked by `origin`, and only in buckets that
+    end before the instrument's first trade: a bucket never mixes the two."""
+
+    instrument = models.ForeignKey(Instrument, on_delete=models.CASCADE, related_name="candles")
+    interval = models.CharField(max_length=3, choices=CandleInterval.choices)
+    open_time = models.DateTimeField()
+    open = AmountField()
+    high = AmountField()
+    low = AmountField()
+    close = AmountField()
+    volume = AmountField()
+    quote_volume = AmountField()
+    trade_count = models.PositiveIntegerField()
+    origin = models.CharField(max_length=8, choices=CandleOrigin.choices, default=CandleOrigin.TRADES)
+
+    class Meta:
+        ordering = ["instrument", "interval", "open_time"]
+        constraints = [
+            # Also the index of every range query: (instrument, interval, open_time BETWEEN …).
+            models.UniqueConstraint(fields=["instrument", "interval", "open_time"], name="candle_bucket_unique"),
+            models.CheckConstraint(
+                condition=Q(low__gt=0, high__gte=F("low"), open__gte=F("low"), open__lte=F("high"))
+                & Q(close__gte=F("low"), close__lte=F("high")),
+                name="candle_prices_consistent",
+            ),
+            models.CheckConstraint(condition=Q(volume__gte=0, quote_volume__gte=0), name="candle_volume_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.instrument_id} {self.interval} {self.open_time:%Y-%m-%d %H:%M}"

@@ -1,8 +1,17 @@
-"""Reads of market reference data."""
+"""Reads of market data: instruments, candles and the 24 h ticker."""
 
 from __future__ import annotations
 
-from marketdata.models import Instrument
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.db.models import Max, Min, Sum
+from django.utils import timezone
+
+from marketdata.candles import bucket_close_time, bucket_start
+from marketdata.models import Candle, CandleInterval, Instrument
+from portal.decimals import ZERO
 from portal.errors import NotFoundError
 
 
@@ -12,3 +21,81 @@ def instrument_get(*, symbol: str) -> Instrument:
     if instrument is None:
         raise NotFoundError("UNKNOWN_SYMBOL", f"No instrument {symbol!r}.")
     return instrument
+
+
+#: Most candles one query returns (Binance's kline limit).
+CANDLES_MAX = 1000
+
+
+def candles_range(
+    *,
+    instrument: Instrument,
+    interval: str,
+    limit: int,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> list[Candle]:
+    """Stored candles of `interval` opening from `start` to `end` (both included), oldest
+    first, at most `limit`: the first ones from `start` when it is given, else the latest up
+    to `end`. Buckets without trades have no candle. Served by the bucket's unique index."""
+    candles = Candle.objects.filter(instrument=instrument, interval=interval)
+    if start is not None:
+        candles = candles.filter(open_time__gte=start)
+    if end is not None:
+        candles = candles.filter(open_time__lte=end)
+    if start is not None:
+        return list(candles.order_by("open_time")[:limit])
+    return list(reversed(candles.order_by("-open_time")[:limit]))
+
+
+@dataclass(frozen=True)
+class Ticker:
+    """24 hours of an instrument's trading: the 1,440 one-minute buckets up to the current
+    one. Prices are None when nothing traded in the window; `last` is the last trade's price
+    whenever it was."""
+
+    symbol: str
+    open_time: datetime
+    close_time: datetime
+    open: Decimal | None
+    high: Decimal | None
+    low: Decimal | None
+    last: Decimal | None
+    change: Decimal | None
+    change_percent: Decimal | None
+    base_volume: Decimal
+    quote_volume: Decimal
+    trade_count: int
+
+
+def ticker_24h(*, instrument: Instrument, now: datetime | None = None) -> Ticker:
+    """The rolling 24 h ticker of `instrument` from its one-minute candles (two index-backed
+    reads of at most 1,440 rows)."""
+    now = now or timezone.now()
+    close_time = bucket_close_time(bucket_start(now, CandleInterval.M1), CandleInterval.M1)
+    open_time = close_time + timedelta(milliseconds=1) - timedelta(days=1)
+    window = Candle.objects.filter(instrument=instrument, interval=CandleInterval.M1, open_time__gte=open_time)
+    totals = window.aggregate(
+        high=Max("high"),
+        low=Min("low"),
+        volume=Sum("volume"),
+        quote_volume=Sum("quote_volume"),
+        count=Sum("trade_count"),
+    )
+    first = window.order_by("open_time").values_list("open", flat=True).first()
+    last = instrument.last_price
+    change = last - first if first is not None and last is not None else None
+    return Ticker(
+        symbol=instrument.symbol,
+        open_time=open_time,
+        close_time=close_time,
+        open=first,
+        high=totals["high"],
+        low=totals["low"],
+        last=last,
+        change=change,
+        change_percent=(change * 100 / first).quantize(Decimal("0.01")) if change is not None and first else None,
+        base_volume=totals["volume"] or ZERO,
+        quote_volume=totals["quote_volume"] or ZERO,
+        trade_count=totals["count"] or 0,
+    )

@@ -11,6 +11,8 @@ here build each statement once per model (and backend), then only bind values:
   auto_now_add), the new primary keys set on the objects; `insert_unless_conflict(obj, …)`
   the same for one row that may collide with a unique constraint;
 - `update(obj, names)` — `UPDATE … SET <names> WHERE id = …` of one row;
+- `upsert_issue(objs, conflict, names)` — INSERT, or overwrite `names` where the unique
+  `conflict` fields exist already;
 - `pipeline()` with `issue(sql, params)` / `insert_issue(objs)` — statements sent together in
   one round trip (PostgreSQL's pipeline mode), their results read after the block.
 
@@ -313,6 +315,25 @@ def insert_unless_conflict_many(objs: Sequence[Model], conflict: tuple[str, ...]
         params = [value for obj in chunk for value in _insert_values(obj, db)]
         inserted += len(issue(_insert_many_unless_conflict_sql(model, conflict, len(chunk)), params).fetchall())
     return inserted
+
+
+@functools.cache
+def _upsert_sql(model: type[Model], conflict: tuple[str, ...], names: tuple[str, ...], rows: int) -> str:
+    head, _ = _insert_sql(model, rows).split(" RETURNING ")
+    assignments = ", ".join(f"{_column(model, name)} = excluded.{_column(model, name)}" for name in names)
+    return f"{head} ON CONFLICT ({', '.join(_column(model, name) for name in conflict)}) DO UPDATE SET {assignments}"
+
+
+def upsert_issue(objs: Sequence[Model], conflict: tuple[str, ...], names: tuple[str, ...]) -> None:
+    """Issue the INSERT of `objs`, where a row with the same `conflict` fields (a unique
+    constraint) exists overwriting its fields `names` instead. Primary keys are not set."""
+    if not objs:
+        return
+    db = database()
+    model = type(objs[0])
+    for chunk in _insert_chunks(objs, db):
+        params = [value for obj in chunk for value in _insert_values(obj, db)]
+        issue(_upsert_sql(model, conflict, names, len(chunk)), params)
 
 
 @functools.cache

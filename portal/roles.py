@@ -26,6 +26,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "marketdata.add_instrument",
         "marketdata.change_instrument",
         "marketdata.view_instrumentstatuschange",
+        "marketdata.view_candle",
         "trading.view_tradingaccount",
         "trading.add_tradingaccount",
         "trading.change_tradingaccount",

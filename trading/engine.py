@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from audit.context import AuditContext, audit_context_get
 from audit.services import AuditSpec, audit_append_issue, audit_chain_claim
+from marketdata.candles import candles_update_issue
 from marketdata.models import Asset, Instrument
 from portal import rawsql
 from portal.decimals import ZERO, ceil_amount, ceil_to, floor_amount, floor_to
@@ -604,8 +605,9 @@ class MatchingSession:
     def flush(self, *, apply_balances: bool = True) -> None:
         """Write everything this session did, in two round trips: first the trades, changed
         orders, balances (in the global lock order), positions, the instrument's last price and
-        sequence, and the audit chain's lock and head; then, with the trades' ids and the new
-        balances known, the ledger entries and the audit events. Events publish after commit."""
+        sequence, the read of the candles the trades fall in, and the audit chain's lock and
+        head; then, with the trades' ids and the new balances known, the ledger entries, the
+        merged candles and the audit events. Events publish after commit."""
         with rawsql.pipeline():
             trade_keys_set = rawsql.insert_issue(self._trades)
             for order in self._dirty.values():
@@ -614,12 +616,14 @@ class MatchingSession:
             position_keys_set = self._positions_issue()
             if self._instrument_changed:
                 rawsql.update_issue(self.instrument, ("order_seq", "last_price", "last_trade_at"))
+            candles_write_issue = candles_update_issue(self.instrument.pk, self._trades)
             chain = audit_chain_claim()
         trade_keys_set()
         position_keys_set()
         applied = balances.collect() if balances is not None else []
         with rawsql.pipeline():
             entry_keys_set = balances.entries_issue() if balances is not None else None
+            candles_write_issue()
             audit_append_issue(chain, self._audit_specs())
         if entry_keys_set is not None:
             entry_keys_set()

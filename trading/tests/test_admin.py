@@ -101,3 +101,13 @@ def test_risk_limits_saved_in_the_admin_are_audited(ops, market):
     limit = RiskLimit.objects.get()
     assert limit.max_order_qty == D("5") and limit.scope_key == f"instrument:{market.btcusdt.pk}"
     assert AuditEvent.objects.filter(action="risk_limit.create").exists()
+
+
+def test_operators_see_candles_in_the_admin_and_cannot_edit_them(ops, funded_account, place):
+    seller = funded_account("seller", BTC="1")
+    buyer = funded_account("buyer", USDT="1000")
+    place(seller, "SELL", qty="1", price="100")
+    place(buyer, "BUY", qty="1", price="100")
+    listing = ops.get("/admin/marketdata/candle/?interval__exact=1m")
+    assert listing.status_code == 200 and "BTCUSDT" in listing.content.decode()
+    assert ops.get("/admin/marketdata/candle/add/").status_code == 403

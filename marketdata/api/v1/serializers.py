@@ -1,8 +1,16 @@
 """Serializers of the public market data API and the operators' instrument actions."""
 
+from datetime import UTC, datetime
+
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from marketdata.models import Instrument, InstrumentStatus, Venue
+from marketdata.candles import bucket_close_time
+from marketdata.models import CandleInterval, Instrument, InstrumentStatus, Venue
+from marketdata.selectors import CANDLES_MAX
 from portal.decimals import AMOUNT_DIGITS, AMOUNT_PLACES
 
 
@@ -93,3 +101,72 @@ class StatusChangeSerializer(serializers.Serializer):
 
 class ResumeSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=255)
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class InstantField(serializers.Field):
+    """A moment: Unix time in milliseconds (Binance's `startTime`) or ISO 8601 (UTC when it
+    names no offset)."""
+
+    default_error_messages = {"invalid": "Give Unix time in milliseconds or an ISO 8601 date-time."}
+
+    def to_internal_value(self, data):
+        text = str(data).strip()
+        try:
+            if text.isdigit():
+                return datetime.fromtimestamp(int(text) / 1000, tz=UTC)
+            moment = parse_datetime(text)
+        except (ValueError, OverflowError, OSError):
+            moment = None
+        if moment is None:
+            self.fail("invalid")
+        return moment if timezone.is_aware(moment) else moment.replace(tzinfo=UTC)
+
+    def to_representation(self, value):
+        return value.isoformat()
+
+
+class CandleQuerySerializer(serializers.Serializer):
+    interval = serializers.ChoiceField(choices=CandleInterval.choices)
+    start = InstantField(required=False, help_text="First bucket's open time (included).")
+    end = InstantField(required=False, help_text="Last bucket's open time (included).")
+    limit = serializers.IntegerField(min_value=1, max_value=CANDLES_MAX, default=500)
+
+    def validate(self, attrs):
+        if "start" in attrs and "end" in attrs and attrs["start"] > attrs["end"]:
+            raise serializers.ValidationError({"start": "Must not be after end."})
+        return attrs
+
+
+class CandleSerializer(serializers.Serializer):
+    open_time = serializers.DateTimeField()
+    close_time = serializers.SerializerMethodField(help_text="The bucket's last millisecond.")
+    open = serializers.DecimalField(max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES)
+    high = serializers.DecimalField(max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES)
+    low = serializers.DecimalField(max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES)
+    close = serializers.DecimalField(max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES)
+    volume = serializers.DecimalField(
+        max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES, help_text="In the base asset."
+    )
+    quote_volume = serializers.DecimalField(max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES)
+    trade_count = serializers.IntegerField()
+
+    def get_close_time(self, candle) -> datetime:
+        return bucket_close_time(candle.open_time, candle.interval)
+
+
+class TickerSerializer(serializers.Serializer):
+    symbol = serializers.CharField()
+    open_time = serializers.DateTimeField()
+    close_time = serializers.DateTimeField()
+    open = serializers.DecimalField(max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES, allow_null=True)
+    high = serializers.DecimalField(max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES, allow_null=True)
+    low = serializers.DecimalField(max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES, allow_null=True)
+    last = serializers.DecimalField(
+        max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES, allow_null=True, help_text="The last trade's price."
+    )
+    change = serializers.DecimalField(max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES, allow_null=True)
+    change_percent = serializers.DecimalField(max_digits=12, decimal_places=2, allow_null=True)
+    base_volume = serializers.DecimalField(max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES)
+    quote_volume = serializers.DecimalField(max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES)
+    trade_count = serializers.IntegerField()

@@ -12,5 +12,7 @@ router.register("symbols", views.SymbolViewSet, basename="symbol")
 urlpatterns = [
     path("markets/<str:symbol>/depth", views.DepthView.as_view(), name="market-depth"),
     path("markets/<str:symbol>/trades", views.MarketTradesView.as_view(), name="market-trades"),
+    path("markets/<str:symbol>/candles", views.CandlesView.as_view(), name="market-candles"),
+    path("markets/<str:symbol>/ticker", views.TickerView.as_view(), name="market-ticker"),
     *router.urls,
 ]

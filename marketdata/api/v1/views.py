@@ -1,4 +1,4 @@
-"""Public market data (venue, symbols, depth, trade tape) and the operators' halt / resume."""
+"""Public market data (venue, symbols, depth, trade tape, candles, ticker) and the operators' halt / resume."""
 
 from __future__ import annotations
 
@@ -10,15 +10,18 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
 from marketdata.api.v1.serializers import (
+    CandleQuerySerializer,
+    CandleSerializer,
     DepthSerializer,
     InstrumentSerializer,
     MarketTradeSerializer,
     ResumeSerializer,
     StatusChangeSerializer,
+    TickerSerializer,
     VenueSerializer,
 )
 from marketdata.models import Instrument, InstrumentStatus, Venue
-from marketdata.selectors import instrument_get
+from marketdata.selectors import candles_range, instrument_get, ticker_24h
 from portal.api.docs import PROBLEM_RESPONSES, problem
 from portal.api.permissions import IsAuthenticatedWithScope
 from portal.api.views import ApiView, ApiViewSet
@@ -153,3 +156,39 @@ class MarketTradesView(ApiView):
             instrument=instrument_get(symbol=symbol), limit=_limit(request, default=50, maximum=1000)
         )
         return Response(MarketTradeSerializer(trades, many=True).data)
+
+
+class CandlesView(ApiView):
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        operation_id="markets_candles_list",
+        summary="Candles of a symbol, oldest first (public)",
+        description=(
+            "Buckets start at multiples of the interval since the Unix epoch, in UTC. A bucket "
+            "without trades has no candle. With `start`, the first `limit` candles from it; "
+            "otherwise the latest `limit` up to `end` (or now)."
+        ),
+        auth=[],
+        parameters=[CandleQuerySerializer],
+        responses={200: CandleSerializer(many=True), 400: PROBLEM_RESPONSES[400], 404: PROBLEM_RESPONSES[404]},
+    )
+    def get(self, request, symbol: str):
+        instrument = instrument_get(symbol=symbol)
+        query = CandleQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        candles = candles_range(instrument=instrument, **query.validated_data)
+        return Response(CandleSerializer(candles, many=True).data)
+
+
+class TickerView(ApiView):
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        operation_id="markets_ticker_retrieve",
+        summary="24 h rolling ticker of a symbol (public)",
+        auth=[],
+        responses={200: TickerSerializer, 404: PROBLEM_RESPONSES[404]},
+    )
+    def get(self, request, symbol: str):
+        return Response(TickerSerializer(ticker_24h(instrument=instrument_get(symbol=symbol))).data)
