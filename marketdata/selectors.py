@@ -99,3 +99,27 @@ def ticker_24h(*, instrument: Instrument, now: datetime | None = None) -> Ticker
         quote_volume=totals["quote_volume"] or ZERO,
         trade_count=totals["count"] or 0,
     )
+
+
+def indicator_candles(
+    *,
+    instrument: Instrument,
+    interval: str,
+    warmup: int,
+    since_day_start: bool,
+    limit: int,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> tuple[list[Candle], int]:
+    """The candles `candles_range` gives, preceded by up to `warmup` earlier ones (and, with
+    `since_day_start`, every earlier one of the first candle's UTC day); and how many of the
+    result are the window's own (the last ones)."""
+    window = candles_range(instrument=instrument, interval=interval, start=start, end=end, limit=limit)
+    if not window:
+        return [], 0
+    earlier = Candle.objects.filter(instrument=instrument, interval=interval, open_time__lt=window[0].open_time)
+    prior = list(reversed(earlier.order_by("-open_time")[:warmup])) if warmup else []
+    if since_day_start:
+        same_day = list(earlier.filter(open_time__gte=bucket_start(window[0].open_time, CandleInterval.D1)))
+        prior = same_day if len(same_day) > len(prior) else prior
+    return prior + window, len(window)

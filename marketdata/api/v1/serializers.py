@@ -170,3 +170,20 @@ class TickerSerializer(serializers.Serializer):
     base_volume = serializers.DecimalField(max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES)
     quote_volume = serializers.DecimalField(max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES)
     trade_count = serializers.IntegerField()
+
+
+class IndicatorSeriesSerializer(serializers.Serializer):
+    key = serializers.CharField(help_text="The indicator as requested, normalized: `macd:12:26:9`.")
+    name = serializers.CharField()
+    params = serializers.DictField(child=serializers.FloatField())
+    outputs = serializers.DictField(
+        child=serializers.ListField(child=serializers.FloatField(allow_null=True)),
+        help_text="Each output's values, one per open time; null while history is too short.",
+    )
+
+
+class IndicatorsSerializer(serializers.Serializer):
+    symbol = serializers.CharField()
+    interval = serializers.CharField()
+    open_times = serializers.ListField(child=serializers.DateTimeField())
+    indicators = IndicatorSeriesSerializer(many=True)

@@ -14,5 +14,6 @@ urlpatterns = [
     path("markets/<str:symbol>/trades", views.MarketTradesView.as_view(), name="market-trades"),
     path("markets/<str:symbol>/candles", views.CandlesView.as_view(), name="market-candles"),
     path("markets/<str:symbol>/ticker", views.TickerView.as_view(), name="market-ticker"),
+    path("markets/<str:symbol>/indicators", views.IndicatorsView.as_view(), name="market-indicators"),
     *router.urls,
 ]

@@ -13,6 +13,7 @@ from marketdata.api.v1.serializers import (
     CandleQuerySerializer,
     CandleSerializer,
     DepthSerializer,
+    IndicatorsSerializer,
     InstrumentSerializer,
     MarketTradeSerializer,
     ResumeSerializer,
@@ -20,8 +21,9 @@ from marketdata.api.v1.serializers import (
     TickerSerializer,
     VenueSerializer,
 )
+from marketdata.indicators import KINDS, indicator_specs_parse, indicators_compute, open_times
 from marketdata.models import Instrument, InstrumentStatus, Venue
-from marketdata.selectors import candles_range, instrument_get, ticker_24h
+from marketdata.selectors import candles_range, indicator_candles, instrument_get, ticker_24h
 from portal.api.docs import PROBLEM_RESPONSES, problem
 from portal.api.permissions import IsAuthenticatedWithScope
 from portal.api.views import ApiView, ApiViewSet
@@ -192,3 +194,44 @@ class TickerView(ApiView):
     )
     def get(self, request, symbol: str):
         return Response(TickerSerializer(ticker_24h(instrument=instrument_get(symbol=symbol))).data)
+
+
+class IndicatorsView(ApiView):
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        operation_id="markets_indicators_retrieve",
+        summary="Technical indicators over a symbol's candles (public)",
+        description=(
+            "Name each indicator in an `indicator` parameter (repeatable), as `name` or "
+            "`name:param:param`: "
+            + ", ".join(f"`{':'.join([k.name, *(p for p, _, _ in k.parameters)])}`" for k in KINDS.values())
+            + ". Periods run from 2 to 500. The window is the candles' (`interval`, `start`, `end`, `limit`); "
+            "earlier candles warm the indicators up. Computed by TA-Lib (VWAP, which TA-Lib lacks, "
+            "per UTC day)."
+        ),
+        auth=[],
+        parameters=[
+            CandleQuerySerializer,
+            OpenApiParameter("indicator", str, many=True, required=True, description="e.g. sma:20, rsi:14, vwap"),
+        ],
+        responses={200: IndicatorsSerializer, 400: PROBLEM_RESPONSES[400], 404: PROBLEM_RESPONSES[404]},
+    )
+    def get(self, request, symbol: str):
+        instrument = instrument_get(symbol=symbol)
+        query = CandleQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        specs = indicator_specs_parse(request.query_params.getlist("indicator"))
+        candles, shown = indicator_candles(
+            instrument=instrument,
+            warmup=max(spec.warmup for spec in specs),
+            since_day_start=any(spec.kind.name == "vwap" for spec in specs),
+            **query.validated_data,
+        )
+        body = {
+            "symbol": instrument.symbol,
+            "interval": query.validated_data["interval"],
+            "open_times": open_times(candles, shown),
+            "indicators": indicators_compute(candles, specs, shown=shown),
+        }
+        return Response(IndicatorsSerializer(body).data)

@@ -28,10 +28,10 @@ class Command(BaseCommand):
         try:
             with file.open(encoding="utf-8", newline="") as lines:
                 report = klines_import(instrument=instrument, interval=interval, lines=lines)
-        except (OSError, UnicodeDecodeError) as error:
-            raise CommandError(f"Cannot read {file}: {error}") from error
-        except DomainError as error:
-            raise CommandError(error.message) from error
+        except (OSError, UnicodeDecodeError) as unreadable:
+            raise CommandError(f"Cannot read {file}: {unreadable}") from unreadable
+        except DomainError as refusal:
+            raise CommandError(refusal.message) from refusal
         if report.errors:
             for error in report.errors:
                 self.stderr.write(error)
