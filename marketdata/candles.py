@@ -11,13 +11,14 @@ always in its candles, a rolled-back one never.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Protocol
 
-from marketdata.models import Candle, CandleInterval
+from marketdata.models import Candle, CandleInterval, CandleOrigin
 from portal import rawsql
 
 #: Width of each interval in seconds, in CandleInterval's order.
@@ -114,23 +115,47 @@ def candles_update_issue(instrument_id: int, trades: Sequence[TradePrint]) -> Ca
     bars = bars_from_trades(trades)
     if not bars:
         return lambda: None
-    q = rawsql.quote
     keys = sorted(bars)
-    match = " OR ".join([f"({q('interval')} = %s AND {q('open_time')} = %s)"] * len(keys))
     open_time = Candle._meta.get_field("open_time")
     db = rawsql.database()
     existing = rawsql.issue(
-        f"SELECT {rawsql.columns(Candle)} FROM {q(Candle._meta.db_table)} "  # noqa: S608 - names only
-        f"WHERE {q('instrument_id')} = %s AND ({match})",
+        _existing_sql(len(keys)),
         [instrument_id, *(p for i, t in keys for p in (i, open_time.get_db_prep_value(t, db)))],
     )
 
     def write_issue() -> None:
-        stored = {(c.interval, c.open_time): Bar.of_candle(c) for c in rawsql.instances(Candle, existing.fetchall())}
-        candles = []
+        stored = {(row[1], row[2]): Bar(*row[4:]) for row in _existing_values(existing.fetchall())}
+        rows = []
         for key in keys:
             bar = stored[key].then(bars[key]) if key in stored else bars[key]
-            candles.append(Candle(instrument_id=instrument_id, interval=key[0], open_time=key[1], **vars(bar)))
-        rawsql.upsert_issue(candles, _BUCKET, _MERGED_FIELDS)
+            rows.append((instrument_id, *key, CandleOrigin.TRADES, *(getattr(bar, name) for name in _MERGED_FIELDS)))
+        rawsql.upsert_rows_issue(Candle, _WRITTEN, rows, _BUCKET, _MERGED_FIELDS)
 
     return write_issue
+
+
+#: The columns the engine reads and writes: the bucket, then the merged fields.
+_WRITTEN = ("instrument", "interval", "open_time", "origin", *_MERGED_FIELDS)
+
+
+@functools.cache
+def _existing_sql(buckets: int) -> str:
+    q = rawsql.quote
+    match = " OR ".join([f"({q('interval')} = %s AND {q('open_time')} = %s)"] * buckets)
+    return (
+        f"SELECT {rawsql.columns(Candle)} FROM {q(Candle._meta.db_table)} "  # noqa: S608 - names only
+        f"WHERE {q('instrument_id')} = %s AND ({match})"
+    )
+
+
+def _existing_values(rows: list) -> list[list]:
+    """The read rows as (instrument, interval, open_time, origin, the merged fields): converted as the
+    ORM would (SQLite returns text and floats), in `_WRITTEN`'s order."""
+    order = _read_order()
+    return [[row[index] for index in order] for row in rawsql.values(Candle, rows)]
+
+
+@functools.cache
+def _read_order() -> list[int]:
+    columns = [field.attname for field in Candle._meta.concrete_fields]
+    return [columns.index(name) for name in ("instrument_id", "interval", "open_time", "origin", *_MERGED_FIELDS)]

@@ -11,8 +11,9 @@ here build each statement once per model (and backend), then only bind values:
   auto_now_add), the new primary keys set on the objects; `insert_unless_conflict(obj, …)`
   the same for one row that may collide with a unique constraint;
 - `update(obj, names)` — `UPDATE … SET <names> WHERE id = …` of one row;
-- `upsert_issue(objs, conflict, names)` — INSERT, or overwrite `names` where the unique
-  `conflict` fields exist already;
+- `upsert_issue(objs, conflict, update)` / `upsert_rows_issue(model, names, rows, …)` —
+  INSERT, or overwrite `update` where the unique `conflict` fields exist already;
+- `values(model, rows)` — rows read with `columns(model)` as converted values, no instances;
 - `pipeline()` with `issue(sql, params)` / `insert_issue(objs)` — statements sent together in
   one round trip (PostgreSQL's pipeline mode), their results read after the block.
 
@@ -153,14 +154,27 @@ def issue(sql: str, params: Sequence[Any] = ()) -> Pending:
         db.ensure_connection()
     if db.needs_rollback:
         db.validate_no_broken_transaction()
-    raw = psycopg.Cursor(db.connection)
+    numbered = _numbered(sql)
+    raw = psycopg.RawCursor(db.connection) if numbered is not None else psycopg.Cursor(db.connection)
     try:
-        raw.execute(sql, params, prepare=True)
+        raw.execute(numbered or sql, params, prepare=True)
     except psycopg.Error as error:
         _close_if_plans_stale(db, error)
         with db.wrap_database_errors:
             raise
     return Pending(raw)
+
+
+@functools.lru_cache(maxsize=1024)
+def _numbered(sql: str) -> str | None:
+    """`sql` with its `%s` placeholders as PostgreSQL's own `$1`, `$2`, …, for a RawCursor,
+    which sends a statement as it is; None if `sql` has any other `%`. A plain psycopg cursor
+    converts `%s` again on every execution of a statement with more than 50 parameters (its
+    cache of converted statements stops there), and the engine's multi-row INSERTs have more."""
+    parts = sql.split("%s")
+    if any("%" in part for part in parts):
+        return None
+    return "".join(part + (f"${index}" if index < len(parts) else "") for index, part in enumerate(parts, start=1))
 
 
 def _close_if_plans_stale(db, error: psycopg.Error) -> None:
@@ -199,19 +213,26 @@ def _converters(model: type[Model], vendor: str) -> tuple[tuple[int, list[Callab
     return tuple(found)
 
 
+def values(model: type[Model], rows: Iterable[Sequence[Any]]) -> list[list[Any]]:
+    """The rows selected with `columns(model)` as Python values, the way the ORM reads them
+    (the backend's converters applied), without building instances."""
+    db = database()
+    converters = _converters(model, db.vendor)
+    result = []
+    for row in rows:
+        converted = list(row)
+        for index, functions, col in converters:
+            for function in functions:
+                converted[index] = function(converted[index], col, db)
+        result.append(converted)
+    return result
+
+
 def instances(model: type[M], rows: Iterable[Sequence[Any]]) -> list[M]:
     """Instances of `model` from rows selected with `columns(model)` (state: loaded from the database)."""
     db = database()
-    converters = _converters(model, db.vendor)
     names = [field.attname for field in _column_fields(model)]
-    result = []
-    for row in rows:
-        values = list(row)
-        for index, functions, col in converters:
-            for function in functions:
-                values[index] = function(values[index], col, db)
-        result.append(model.from_db(db.alias, names, values))
-    return result
+    return [model.from_db(db.alias, names, row) for row in values(model, rows)]
 
 
 def _field(model: type[Model], name: str) -> Field:
@@ -318,22 +339,47 @@ def insert_unless_conflict_many(objs: Sequence[Model], conflict: tuple[str, ...]
 
 
 @functools.cache
-def _upsert_sql(model: type[Model], conflict: tuple[str, ...], names: tuple[str, ...], rows: int) -> str:
-    head, _ = _insert_sql(model, rows).split(" RETURNING ")
-    assignments = ", ".join(f"{_column(model, name)} = excluded.{_column(model, name)}" for name in names)
-    return f"{head} ON CONFLICT ({', '.join(_column(model, name) for name in conflict)}) DO UPDATE SET {assignments}"
+def _upsert_sql(
+    model: type[Model], names: tuple[str, ...], conflict: tuple[str, ...], update: tuple[str, ...], rows: int
+) -> str:
+    row = "(" + ", ".join(["%s"] * len(names)) + ")"
+    assignments = ", ".join(f"{_column(model, name)} = excluded.{_column(model, name)}" for name in update)
+    return (
+        f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(_column(model, name) for name in names)}) "  # noqa: S608
+        f"VALUES {', '.join([row] * rows)} "
+        f"ON CONFLICT ({', '.join(_column(model, name) for name in conflict)}) DO UPDATE SET {assignments}"
+    )
 
 
-def upsert_issue(objs: Sequence[Model], conflict: tuple[str, ...], names: tuple[str, ...]) -> None:
-    """Issue the INSERT of `objs`, where a row with the same `conflict` fields (a unique
-    constraint) exists overwriting its fields `names` instead. Primary keys are not set."""
+def upsert_rows_issue(
+    model: type[Model],
+    names: tuple[str, ...],
+    rows: Sequence[Sequence[Any]],
+    conflict: tuple[str, ...],
+    update: tuple[str, ...],
+) -> None:
+    """Issue the INSERT of `rows` (plain values of the fields `names`, in that order); where a
+    row with the same `conflict` fields (a unique constraint) exists, overwrite its fields
+    `update` instead. PostgreSQL takes Python values as they are; elsewhere each field adapts
+    its own, as the ORM would."""
+    db = database()
+    if db.vendor != "postgresql":
+        fields = [_field(model, name) for name in names]
+        rows = [[field.get_db_prep_save(value, db) for field, value in zip(fields, row, strict=True)] for row in rows]
+    per_statement = max(1, _MAX_PARAMS // len(names))
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start : start + per_statement]
+        issue(_upsert_sql(model, names, conflict, update, len(chunk)), [value for row in chunk for value in row])
+
+
+def upsert_issue(objs: Sequence[Model], conflict: tuple[str, ...], update: tuple[str, ...]) -> None:
+    """`upsert_rows_issue` for model instances (`pre_save` honoured, as by `insert`)."""
     if not objs:
         return
-    db = database()
     model = type(objs[0])
-    for chunk in _insert_chunks(objs, db):
-        params = [value for obj in chunk for value in _insert_values(obj, db)]
-        issue(_upsert_sql(model, conflict, names, len(chunk)), params)
+    fields = _insert_fields(model)
+    rows = [[field.pre_save(obj, True) for field in fields] for obj in objs]
+    upsert_rows_issue(model, tuple(field.name for field in fields), rows, conflict, update)
 
 
 @functools.cache
