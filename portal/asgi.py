@@ -15,5 +15,9 @@ if settings.EMBEDDED and settings.EMBEDDED_BACKGROUND:
     from portal.embedded import embedded_scheduler_start
 
     embedded_scheduler_start()
+    if settings.SIMULATOR_ENABLED:
+        from marketdata.simulator import simulator_start_embedded
+
+        simulator_start_embedded()
 
 application = ProtocolTypeRouter({"http": django_asgi_app})

@@ -49,7 +49,9 @@ INSTRUMENTS = [
 ]
 #: What each demo trader account starts with.
 TRADER_FUNDING = {"USDT": "100000", "BTC": "1", "ETH": "10", "BNB": "20", "SOL": "100"}
-MAKER_FUNDING = {"USDT": "50000000", "BTC": "500", "ETH": "8000", "BNB": "40000", "SOL": "150000"}
+#: Below 10 million of anything: embedded mode's SQLite keeps 15 significant digits of a decimal
+#: (Django stores them as binary floats there), which at 8 decimals is 7 digits before the point.
+MAKER_FUNDING = {"USDT": "5000000", "BTC": "50", "ETH": "800", "BNB": "4000", "SOL": "15000"}
 LADDER_LEVELS = 10
 LADDER_STEP = Decimal("0.0005")  # 5 basis points between levels, first level half a step from the reference
 

@@ -217,3 +217,23 @@ TRADING_COMBINE_MAX_BATCH = env.int("TRADING_COMBINE_MAX_BATCH", default=32)
 TRADING_COMBINE_POLL_SECONDS = env.float("TRADING_COMBINE_POLL_SECONDS", default=0.05)
 #: How long before a worker whose order was taken by another but not answered recovers it.
 TRADING_COMBINE_WAIT_SECONDS = env.float("TRADING_COMBINE_WAIT_SECONDS", default=10.0)
+
+# Market simulator (marketdata.simulator): in the ASGI process when embedded, else `run_simulator`.
+#: Start the simulator with the ASGI app in embedded mode.
+SIMULATOR_ENABLED = env.bool("SIMULATOR_ENABLED", default=True)
+#: Seconds between two steps (a reference price move, quotes kept, maybe a noise order).
+SIMULATOR_STEP_SECONDS = env.float("SIMULATOR_STEP_SECONDS", default=1.0)
+#: The reference price's random walk: yearly volatility and drift (a spot crypto pair's).
+SIMULATOR_VOLATILITY = env.float("SIMULATOR_VOLATILITY", default=0.8)
+SIMULATOR_DRIFT = env.float("SIMULATOR_DRIFT", default=0.0)
+#: The market maker's ladder: levels per side, the distance between levels and from the
+#: reference to the first level (basis points), and the first level's size in the quote asset.
+SIMULATOR_MAKER_LEVELS = env.int("SIMULATOR_MAKER_LEVELS", default=10)
+SIMULATOR_MAKER_STEP_BPS = env.float("SIMULATOR_MAKER_STEP_BPS", default=5.0)
+SIMULATOR_MAKER_QUOTE_NOTIONAL = env.float("SIMULATOR_MAKER_QUOTE_NOTIONAL", default=3000.0)
+#: The maker requotes when the reference moved this far from its ladder's centre (bps), or
+#: when noise traders took half its levels.
+SIMULATOR_MAKER_REQUOTE_BPS = env.float("SIMULATOR_MAKER_REQUOTE_BPS", default=10.0)
+#: Noise traders' orders per minute and instrument, and their size in the quote asset.
+SIMULATOR_NOISE_ORDERS_PER_MINUTE = env.float("SIMULATOR_NOISE_ORDERS_PER_MINUTE", default=20.0)
+SIMULATOR_NOISE_NOTIONAL = env.float("SIMULATOR_NOISE_NOTIONAL", default=300.0)
