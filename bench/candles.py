@@ -51,7 +51,7 @@ def setup_django() -> None:
 
 def timed(client, path: str, query: dict, requests: int, vary=None) -> list[float]:
     """Latencies in ms of `requests` GETs (one warm-up first); `vary(n)` changes the query."""
-    client.get(path, query)
+    client.get(path, vary(0) if vary else query)
     samples = []
     for n in range(requests):
         params = vary(n) if vary else query

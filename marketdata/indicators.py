@@ -20,7 +20,8 @@ import numpy as np
 import talib
 
 from marketdata.candles import bucket_start
-from marketdata.models import Candle, CandleInterval
+from marketdata.models import CandleInterval
+from marketdata.selectors import CandleRow
 from portal.errors import DomainError
 
 #: At most this many indicators per request.
@@ -162,7 +163,7 @@ class IndicatorSeries:
 
 
 def indicators_compute(
-    candles: Sequence[Candle], specs: Sequence[IndicatorSpec], *, shown: int
+    candles: Sequence[CandleRow], specs: Sequence[IndicatorSpec], *, shown: int
 ) -> list[IndicatorSeries]:
     """Each indicator over `candles` (oldest first; the first ones warm-up only), its values
     for the last `shown` candles, None where history is too short."""
@@ -190,5 +191,5 @@ def indicators_compute(
     return result
 
 
-def open_times(candles: Sequence[Candle], shown: int) -> list[datetime]:
+def open_times(candles: Sequence[CandleRow], shown: int) -> list[datetime]:
     return [c.open_time for c in candles[len(candles) - shown :]]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import NamedTuple
 
 from django.db.models import Max, Min, Sum
 from django.utils import timezone
@@ -27,6 +28,19 @@ def instrument_get(*, symbol: str) -> Instrument:
 CANDLES_MAX = 1000
 
 
+class CandleRow(NamedTuple):
+    """A stored candle's values (a row, not a model instance: a chart reads a thousand)."""
+
+    open_time: datetime
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
+    quote_volume: Decimal
+    trade_count: int
+
+
 def candles_range(
     *,
     instrument: Instrument,
@@ -34,7 +48,7 @@ def candles_range(
     limit: int,
     start: datetime | None = None,
     end: datetime | None = None,
-) -> list[Candle]:
+) -> list[CandleRow]:
     """Stored candles of `interval` opening from `start` to `end` (both included), oldest
     first, at most `limit`: the first ones from `start` when it is given, else the latest up
     to `end`. Buckets without trades have no candle. Served by the bucket's unique index."""
@@ -43,9 +57,9 @@ def candles_range(
         candles = candles.filter(open_time__gte=start)
     if end is not None:
         candles = candles.filter(open_time__lte=end)
-    if start is not None:
-        return list(candles.order_by("open_time")[:limit])
-    return list(reversed(candles.order_by("-open_time")[:limit]))
+    rows = candles.order_by("open_time" if start is not None else "-open_time").values_list(*CandleRow._fields)
+    found = [CandleRow._make(row) for row in rows[:limit]]
+    return found if start is not None else found[::-1]
 
 
 @dataclass(frozen=True)
@@ -110,16 +124,17 @@ def indicator_candles(
     limit: int,
     start: datetime | None = None,
     end: datetime | None = None,
-) -> tuple[list[Candle], int]:
+) -> tuple[list[CandleRow], int]:
     """The candles `candles_range` gives, preceded by up to `warmup` earlier ones (and, with
     `since_day_start`, every earlier one of the first candle's UTC day); and how many of the
     result are the window's own (the last ones)."""
     window = candles_range(instrument=instrument, interval=interval, start=start, end=end, limit=limit)
     if not window:
         return [], 0
-    earlier = Candle.objects.filter(instrument=instrument, interval=interval, open_time__lt=window[0].open_time)
-    prior = list(reversed(earlier.order_by("-open_time")[:warmup])) if warmup else []
+    before = window[0].open_time - timedelta(microseconds=1)
+    prior = candles_range(instrument=instrument, interval=interval, end=before, limit=warmup) if warmup else []
     if since_day_start:
-        same_day = list(earlier.filter(open_time__gte=bucket_start(window[0].open_time, CandleInterval.D1)))
+        day_start = bucket_start(window[0].open_time, CandleInterval.D1)
+        same_day = candles_range(instrument=instrument, interval=interval, start=day_start, end=before, limit=1440)
         prior = same_day if len(same_day) > len(prior) else prior
     return prior + window, len(window)

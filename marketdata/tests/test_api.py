@@ -112,3 +112,17 @@ def test_the_ticker_rolls_over_the_last_24_hours_of_one_minute_candles(api_clien
         "0.00000000",
         0,
     )
+
+
+def test_the_fast_candle_rendering_says_exactly_what_the_serializer_would(traded, market):
+    from marketdata.api.v1.serializers import CandleSerializer, candles_json
+    from marketdata.candles import bucket_close_time
+    from marketdata.selectors import candles_range
+
+    for interval in ("1m", "1d"):
+        rows = candles_range(instrument=market.btcusdt, interval=interval, limit=10)
+        rows.append(rows[0]._replace(volume=D("0E-8"), quote_volume=D("0")))  # zeros as PostgreSQL returns them
+        contract = CandleSerializer(
+            [{**row._asdict(), "close_time": bucket_close_time(row.open_time, interval)} for row in rows], many=True
+        ).data
+        assert candles_json(rows, interval) == [dict(item) for item in contract]

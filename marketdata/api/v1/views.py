@@ -20,6 +20,7 @@ from marketdata.api.v1.serializers import (
     StatusChangeSerializer,
     TickerSerializer,
     VenueSerializer,
+    candles_json,
 )
 from marketdata.indicators import KINDS, indicator_specs_parse, indicators_compute, open_times
 from marketdata.models import Instrument, InstrumentStatus, Venue
@@ -180,7 +181,7 @@ class CandlesView(ApiView):
         query = CandleQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         candles = candles_range(instrument=instrument, **query.validated_data)
-        return Response(CandleSerializer(candles, many=True).data)
+        return Response(candles_json(candles, query.validated_data["interval"]))
 
 
 class TickerView(ApiView):
