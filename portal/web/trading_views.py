@@ -13,6 +13,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
+from marketdata.candles import INTERVAL_SECONDS
 from marketdata.models import Instrument
 from portal.choices import Role
 from portal.errors import DomainError
@@ -116,6 +117,8 @@ def trade(request):
         "form": form,
         "can_trade": can_trade,
         "depth": selectors.book_depth(instrument=instrument, levels=10),
+        "chart_intervals": list(INTERVAL_SECONDS),
+        "chart_interval": "1m",
         "recent_trades": selectors.recent_trades(instrument=instrument, limit=15),
     }
     if account is not None:
