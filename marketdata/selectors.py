@@ -138,3 +138,25 @@ def indicator_candles(
         same_day = candles_range(instrument=instrument, interval=interval, start=day_start, end=before, limit=1440)
         prior = same_day if len(same_day) > len(prior) else prior
     return prior + window, len(window)
+
+
+@dataclass(frozen=True)
+class MarketRow:
+    """One instrument of the markets overview: its 24 h ticker and the closes of its last
+    24 hourly candles (oldest first) for a sparkline."""
+
+    instrument: Instrument
+    ticker: Ticker
+    closes: list[Decimal]
+
+
+def market_overview(*, now: datetime | None = None) -> list[MarketRow]:
+    """Every instrument by symbol, with its ticker and sparkline closes."""
+    return [
+        MarketRow(
+            instrument=instrument,
+            ticker=ticker_24h(instrument=instrument, now=now),
+            closes=[row.close for row in candles_range(instrument=instrument, interval=CandleInterval.H1, limit=24)],
+        )
+        for instrument in Instrument.objects.order_by("symbol")
+    ]

@@ -7,6 +7,7 @@ from portal.choices import Role
 #: (label, url name, weakest role that sees it)
 NAVIGATION = [
     ("Home", "portal:home", Role.VIEWER),
+    ("Markets", "portal:markets", Role.VIEWER),
     ("Trade", "portal:trade", Role.VIEWER),
     ("Orders", "portal:orders", Role.VIEWER),
     ("API keys", "portal:api-keys", Role.VIEWER),

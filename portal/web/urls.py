@@ -1,6 +1,6 @@
 from django.urls import path
 
-from portal.web import trading_views, views
+from portal.web import market_views, trading_views, views
 
 app_name = "portal"
 
@@ -12,6 +12,7 @@ urlpatterns = [
     path("api-keys/", views.api_keys, name="api-keys"),
     path("api-keys/<int:key_id>/revoke/", views.api_key_revoke_view, name="api-key-revoke"),
     path("system/", views.system_status, name="system"),
+    path("markets/", market_views.markets, name="markets"),
     path("trade/", trading_views.trade, name="trade"),
     path("trade/orders/<int:order_id>/cancel/", trading_views.order_cancel_view, name="order-cancel"),
     path("orders/", trading_views.order_history, name="orders"),
