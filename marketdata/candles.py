@@ -31,8 +31,9 @@ INTERVAL_SECONDS: dict[str, int] = {
     CandleInterval.D1: 24 * 60 * 60,
 }
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MERGED_FIELDS = ("open", "high", "low", "close", "volume", "quote_volume", "trade_count")
-_BUCKET = ("instrument", "interval", "open_time")
+#: A candle's values, merged trade by trade; and the fields that name its bucket (unique).
+MERGED_FIELDS = ("open", "high", "low", "close", "volume", "quote_volume", "trade_count")
+BUCKET_FIELDS = ("instrument", "interval", "open_time")
 
 
 class TradePrint(Protocol):
@@ -76,7 +77,7 @@ class Bar:
 
     @classmethod
     def of_candle(cls, candle: Candle) -> Bar:
-        return cls(*(getattr(candle, name) for name in _MERGED_FIELDS))
+        return cls(*(getattr(candle, name) for name in MERGED_FIELDS))
 
     def then(self, later: Bar) -> Bar:
         """This bar followed by `later` (the trades of `later` came after this one's)."""
@@ -128,14 +129,14 @@ def candles_update_issue(instrument_id: int, trades: Sequence[TradePrint]) -> Ca
         rows = []
         for key in keys:
             bar = stored[key].then(bars[key]) if key in stored else bars[key]
-            rows.append((instrument_id, *key, CandleOrigin.TRADES, *(getattr(bar, name) for name in _MERGED_FIELDS)))
-        rawsql.upsert_rows_issue(Candle, _WRITTEN, rows, _BUCKET, _MERGED_FIELDS)
+            rows.append((instrument_id, *key, CandleOrigin.TRADES, *(getattr(bar, name) for name in MERGED_FIELDS)))
+        rawsql.upsert_rows_issue(Candle, _WRITTEN, rows, BUCKET_FIELDS, MERGED_FIELDS)
 
     return write_issue
 
 
 #: The columns the engine reads and writes: the bucket, then the merged fields.
-_WRITTEN = ("instrument", "interval", "open_time", "origin", *_MERGED_FIELDS)
+_WRITTEN = ("instrument", "interval", "open_time", "origin", *MERGED_FIELDS)
 
 
 @functools.cache
@@ -158,4 +159,4 @@ def _existing_values(rows: list) -> list[list]:
 @functools.cache
 def _read_order() -> list[int]:
     columns = [field.attname for field in Candle._meta.concrete_fields]
-    return [columns.index(name) for name in ("instrument_id", "interval", "open_time", "origin", *_MERGED_FIELDS)]
+    return [columns.index(name) for name in ("instrument_id", "interval", "open_time", "origin", *MERGED_FIELDS)]

@@ -20,26 +20,38 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 from django.db import transaction
 from django.utils import timezone
 
-from marketdata.candles import INTERVAL_SECONDS, Bar, bars_merge, bucket_close_time, bucket_start
+from marketdata.candles import (
+    BUCKET_FIELDS,
+    INTERVAL_SECONDS,
+    MERGED_FIELDS,
+    Bar,
+    bars_merge,
+    bucket_close_time,
+    bucket_start,
+)
 from marketdata.models import Candle, CandleInterval, CandleOrigin, Instrument
 from portal import rawsql
-from portal.decimals import AMOUNT_UNIT, fits_storage
+from portal.decimals import AMOUNT_UNIT, ceil_to, fits_storage, floor_to
 from portal.errors import DomainError
 
 _MINUTE = timedelta(minutes=1)
 _MINUTES_PER_YEAR = 365 * 24 * 60
 _INSERT_BATCH = 5000
-_BUCKET = ("instrument", "interval", "open_time")
-_REPLACED_FIELDS = ("open", "high", "low", "close", "volume", "quote_volume", "trade_count", "origin")
+_REPLACED_FIELDS = (*MERGED_FIELDS, "origin")
 
 
 def history_cutoff(instrument: Instrument, now: datetime | None = None) -> datetime:
     """History may fill buckets that end before this moment: the instrument's first trade,
     or now when it has not traded."""
-    from trading.models import Trade  # trading depends on marketdata, not the other way round
+    from trading.selectors import first_trade_at  # trading depends on marketdata, not the other way round
 
-    first = Trade.objects.filter(instrument=instrument).order_by("id").values_list("executed_at", flat=True).first()
+    first = first_trade_at(instrument_id=instrument.pk)
     return first if first is not None else (now or timezone.now())
+
+
+def history_fits(open_time: datetime, interval: str, cutoff: datetime) -> bool:
+    """True when the bucket ends before `cutoff` (see `history_cutoff`)."""
+    return bucket_close_time(open_time, interval) < cutoff
 
 
 # -- backfill --------------------------------------------------------------------------
@@ -56,20 +68,20 @@ class WalkParameters:
 
 
 def _minute_bars(
-    instrument: Instrument, start: datetime, minutes: int, walk: WalkParameters, rng: random.Random
+    instrument: Instrument, start: datetime, minutes: int, anchor: Decimal, walk: WalkParameters, rng: random.Random
 ) -> Iterator[tuple[datetime, Bar]]:
-    """`minutes` one-minute bars from `start` whose last close is the instrument's reference
-    price (the walk is drawn, then scaled to end there)."""
+    """`minutes` one-minute bars from `start` whose last close is `anchor` (the walk is
+    drawn, then scaled to end there)."""
     sigma = walk.volatility / math.sqrt(_MINUTES_PER_YEAR)
     mu = walk.drift / _MINUTES_PER_YEAR - sigma * sigma / 2
     returns = [rng.gauss(mu, sigma) for _ in range(minutes)]
-    level = math.log(float(instrument.reference_price)) - sum(returns)
+    level = math.log(float(anchor)) - sum(returns)
     tick, lot = instrument.tick_size, instrument.lot_size
     close = _on_tick(math.exp(level), tick, ROUND_FLOOR)
     for minute, step in enumerate(returns):
         level += step
         open_ = close
-        close = _on_tick(math.exp(level), tick, ROUND_FLOOR)
+        close = anchor if minute == minutes - 1 else _on_tick(math.exp(level), tick, ROUND_FLOOR)
         wick = abs(rng.gauss(0, sigma / 2))
         high = max(open_, close, _on_tick(float(max(open_, close)) * math.exp(wick), tick, ROUND_CEILING))
         low = min(open_, close, _on_tick(float(min(open_, close)) * math.exp(-wick), tick, ROUND_FLOOR))
@@ -88,8 +100,8 @@ def _minute_bars(
 
 
 def _on_tick(price: float, tick: Decimal, rounding: str) -> Decimal:
-    """`price` on the tick grid, never below one tick."""
-    return max(tick, (Decimal(price) / tick).to_integral_value(rounding) * tick)
+    """`price` on the tick grid (down, or up with ROUND_CEILING), never below one tick."""
+    return max(tick, (ceil_to if rounding == ROUND_CEILING else floor_to)(Decimal(price), tick))
 
 
 def history_backfill(
@@ -100,28 +112,41 @@ def history_backfill(
     walk: WalkParameters | None = None,
     now: datetime | None = None,
 ) -> int:
-    """Synthesize `days` of one-minute history ending at the history cutoff and write the
-    candles of every interval it makes (each the exact aggregate of its minutes), in buckets
-    that end before the cutoff and have no candle yet. The same seed gives the same history.
-    Returns the candles written."""
+    """Synthesize `days` of one-minute history and write the candles of every interval it
+    makes, each the exact aggregate of its minutes, in whole buckets only.
+
+    The history ends where the instrument's record begins: at its earliest one-minute candle
+    (or, without any, its earliest candle) if it has one (history written before, or its
+    first trades), ending at that candle's open price;
+    else at the history cutoff, ending at the reference price. So running it again extends
+    the history backwards, continuous with what is stored, and never touches a stored bucket.
+    The same seed gives the same history. Returns the candles written."""
     if days < 1:
         raise DomainError("validation_error", "days must be at least 1.", status=400)
     cutoff = history_cutoff(instrument, now)
+    record = Candle.objects.filter(instrument=instrument).order_by("open_time")
+    earliest = record.filter(interval=CandleInterval.M1).first() or record.first()
+    if earliest is not None and earliest.open_time < cutoff:
+        cutoff, anchor = earliest.open_time, earliest.open
+    else:
+        anchor = instrument.reference_price
     end = bucket_start(cutoff, CandleInterval.M1)
     start = end - timedelta(days=days)
     rng = random.Random(seed)  # noqa: S311 - a simulation, reproducible by its seed
-    bars = bars_merge(_minute_bars(instrument, start, days * 24 * 60, walk or WalkParameters(), rng))
+    minutes = int((end - start) / _MINUTE)
+    bars = bars_merge(_minute_bars(instrument, start, minutes, anchor, walk or WalkParameters(), rng))
     candles = (
         Candle(instrument=instrument, interval=interval, open_time=open_time, origin=CandleOrigin.BACKFILL, **vars(bar))
         for (interval, open_time), bar in bars.items()
-        if bucket_close_time(open_time, interval) < cutoff and open_time >= start
+        if history_fits(open_time, interval, cutoff) and open_time >= start
     )
     return _write(candles, replace=False)
 
 
 def _write(candles: Iterable[Candle], *, replace: bool) -> int:
     """Insert `candles` in batches, in one transaction; where a bucket has a candle already,
-    keep it, or with `replace` overwrite it if it is history too."""
+    keep it, or with `replace` overwrite it. Only history is ever overwritten: every bucket
+    written here ends before the first trade, and a trade candle's bucket holds a trade."""
     written = 0
     with transaction.atomic():
         batch: list[Candle] = []
@@ -138,9 +163,9 @@ def _write_batch(batch: list[Candle], *, replace: bool) -> int:
     if not batch:
         return 0
     if replace:
-        rawsql.upsert_issue(batch, _BUCKET, _REPLACED_FIELDS)
+        rawsql.upsert_issue(batch, BUCKET_FIELDS, _REPLACED_FIELDS)
         return len(batch)
-    return rawsql.insert_unless_conflict_many(batch, _BUCKET)
+    return rawsql.insert_unless_conflict_many(batch, BUCKET_FIELDS)
 
 
 # -- import ----------------------------------------------------------------------------
@@ -205,7 +230,7 @@ def _kline_candle(instrument: Instrument, interval: str, row: list[str], cutoff:
         raise ValueError(f"open time {open_time:%Y-%m-%d %H:%M:%S} is not the start of a {interval} bucket")
     if not open_time < close_time < open_time + width:
         raise ValueError(f"close time {close_time:%Y-%m-%d %H:%M:%S.%f} is not inside the {interval} bucket")
-    if bucket_close_time(open_time, interval) >= cutoff:
+    if not history_fits(open_time, interval, cutoff):
         raise ValueError(
             f"the bucket at {open_time:%Y-%m-%d %H:%M} does not end before {instrument.symbol}'s "
             f"first trade or now ({cutoff:%Y-%m-%d %H:%M:%S}); history never overlaps the venue's trades"

@@ -122,6 +122,13 @@ class Instrument(models.Model):
             errors["price_precision"] = "Must show at least as many decimals as the tick size has."
         if self.reference_price and self.tick_size and self.reference_price % self.tick_size:
             errors["reference_price"] = "Must be a multiple of the tick size."
+        if (
+            self.tick_size
+            and self.lot_size
+            and tick_decimals(self.tick_size) + tick_decimals(self.lot_size) > AMOUNT_PLACES
+        ):
+            # price × quantity must be stored exactly, or trades, ledger and candles round apart
+            errors["lot_size"] = f"Tick size and lot size together may have at most {AMOUNT_PLACES} decimals."
         if self.base_id and self.base_id == self.quote_id:
             errors["quote"] = "Base and quote must differ."
         if (

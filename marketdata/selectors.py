@@ -142,8 +142,8 @@ def indicator_candles(
 
 @dataclass(frozen=True)
 class MarketRow:
-    """One instrument of the markets overview: its 24 h ticker and the closes of its last
-    24 hourly candles (oldest first) for a sparkline."""
+    """One instrument of the markets overview: its 24 h ticker and the closes of its hourly
+    candles of the last 24 hours (oldest first) for a sparkline."""
 
     instrument: Instrument
     ticker: Ticker
@@ -152,11 +152,16 @@ class MarketRow:
 
 def market_overview(*, now: datetime | None = None) -> list[MarketRow]:
     """Every instrument by symbol, with its ticker and sparkline closes."""
+    now = now or timezone.now()
+    since = bucket_start(now, CandleInterval.H1) - timedelta(hours=23)
     return [
         MarketRow(
             instrument=instrument,
             ticker=ticker_24h(instrument=instrument, now=now),
-            closes=[row.close for row in candles_range(instrument=instrument, interval=CandleInterval.H1, limit=24)],
+            closes=[
+                row.close
+                for row in candles_range(instrument=instrument, interval=CandleInterval.H1, start=since, limit=24)
+            ],
         )
         for instrument in Instrument.objects.order_by("symbol")
     ]

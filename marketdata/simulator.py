@@ -332,7 +332,11 @@ class Simulator:
         try:
             while not stop.is_set() and (steps is None or done < steps):
                 started = time.monotonic()
-                self.step()
+                try:
+                    self.step()
+                except Exception:  # noqa: BLE001 - e.g. SQLite busy, a dropped connection: try again next step
+                    logger.exception("simulator_step_failed")
+                    connection.close_if_unusable_or_obsolete()
                 done += 1
                 stop.wait(max(0.0, self.config.step_seconds - (time.monotonic() - started)))
         finally:

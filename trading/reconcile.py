@@ -19,12 +19,14 @@ from decimal import Decimal
 from django.db import connection
 from django.db.models import Sum
 
-from marketdata.candles import Bar, bars_from_trades, bucket_close_time
+from marketdata.candles import Bar, bars_from_trades
+from marketdata.history import history_fits
 from marketdata.models import Asset, Candle, CandleOrigin, Instrument
 from portal.decimals import ZERO
 from trading.choices import OPEN_STATUSES, LedgerKind, OrderStatus, Side
 from trading.engine import lock_asset_id, lock_required
 from trading.models import Balance, LedgerEntry, Order, Position, Trade
+from trading.selectors import first_trade_at
 
 
 @dataclass(frozen=True)
@@ -198,7 +200,7 @@ def _check_candles_match_trades(report: ReconcileReport) -> None:
     count = 0
     for instrument_id in Instrument.objects.values_list("pk", flat=True):
         trades = Trade.objects.filter(instrument_id=instrument_id).order_by("id")
-        first_trade_at = trades.values_list("executed_at", flat=True).first()
+        first_trade = first_trade_at(instrument_id=instrument_id)
         expected = bars_from_trades(
             trades.only("executed_at", "price", "quantity", "quote_quantity").iterator(chunk_size=5000)
         )
@@ -207,11 +209,11 @@ def _check_candles_match_trades(report: ReconcileReport) -> None:
             count += 1
             if candle.origin == CandleOrigin.TRADES:
                 stored[(candle.interval, candle.open_time)] = Bar.of_candle(candle)
-            elif first_trade_at is not None and bucket_close_time(candle.open_time, candle.interval) >= first_trade_at:
+            elif first_trade is not None and not history_fits(candle.open_time, candle.interval, first_trade):
                 report.add(
                     "candle_history_before_trades",
                     f"instrument {instrument_id} {candle.interval} {candle.open_time:%Y-%m-%d %H:%M}: "
-                    f"{candle.origin} candle not before the first trade ({first_trade_at:%Y-%m-%d %H:%M:%S})",
+                    f"{candle.origin} candle not before the first trade ({first_trade:%Y-%m-%d %H:%M:%S})",
                 )
         for key in sorted(set(expected) | set(stored)):
             if expected.get(key) != stored.get(key):

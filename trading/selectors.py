@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time
 from decimal import Decimal
 
-from django.db.models import Count, DecimalField, F, Q, QuerySet, Sum
+from django.db.models import Count, DecimalField, F, Min, Q, QuerySet, Sum
 from django.utils import timezone
 
 from marketdata.models import Instrument
@@ -51,6 +51,11 @@ def realized_pnl_today(*, account_id: int) -> Decimal:
         total=Sum("taker_realized_pnl")
     )["total"]
     return (as_maker or ZERO) + (as_taker or ZERO)
+
+
+def first_trade_at(*, instrument_id: int) -> datetime | None:
+    """When the instrument first traded (the earliest execution time), or None."""
+    return Trade.objects.filter(instrument_id=instrument_id).aggregate(first=Min("executed_at"))["first"]
 
 
 def trades_of_accounts(*, account_ids) -> QuerySet[Trade]:

@@ -43,10 +43,15 @@ def test_backfill_writes_every_interval_as_the_exact_aggregate_of_its_minutes(ma
     assert {c.interval for c in stored} == set(INTERVAL_SECONDS) - {"1m"}
 
 
-def test_backfill_is_reproducible_by_seed_and_adds_nothing_the_second_time(market):
+def test_backfill_is_reproducible_by_seed_and_a_second_run_extends_it_backwards(market):
     history_backfill(instrument=market.ethusdt, days=1, seed=3, now=NOW)
     first = [Bar.of_candle(c) for c in _rows(market.ethusdt, "1h")]
-    assert history_backfill(instrument=market.ethusdt, days=1, seed=99, now=NOW) == 0
+    earliest = _rows(market.ethusdt, "1m")[0]
+    assert history_backfill(instrument=market.ethusdt, days=1, seed=99, now=NOW) > 0
+    minutes = _rows(market.ethusdt, "1m")
+    assert len(minutes) == 2 * 24 * 60 and minutes[24 * 60] == earliest
+    assert minutes[24 * 60 - 1].close == earliest.open  # continuous where the two runs meet
+    assert [Bar.of_candle(c) for c in _rows(market.ethusdt, "1h")][-len(first) :] == first  # untouched
     Candle.objects.all().delete()
     history_backfill(instrument=market.ethusdt, days=1, seed=3, now=NOW)
     assert [Bar.of_candle(c) for c in _rows(market.ethusdt, "1h")] == first

@@ -51,7 +51,9 @@
   function say(text) { if (status) status.textContent = text; }
 
   function loadCandles() {
-    return get("candles", { interval: state.interval, limit: LIMIT }).then(function (rows) {
+    var interval = state.interval;
+    return get("candles", { interval: interval, limit: LIMIT }).then(function (rows) {
+      if (interval !== state.interval) return;  // the user switched meanwhile
       candles.setData(rows.map(bar));
       volume.setData(rows.map(volumeBar));
       chart.timeScale().fitContent();
@@ -61,7 +63,9 @@
   }
 
   function refreshLast() {
-    return get("candles", { interval: state.interval, limit: 2 }).then(function (rows) {
+    var interval = state.interval;
+    return get("candles", { interval: interval, limit: 2 }).then(function (rows) {
+      if (interval !== state.interval) return;
       rows.forEach(function (c) { candles.update(bar(c)); volume.update(volumeBar(c)); });
     });
   }

@@ -8,9 +8,9 @@ from marketdata.models import Instrument
 
 class Command(BaseCommand):
     help = (
-        "Synthesize N days of one-minute history per instrument (a random walk ending at its reference "
-        "price) and store the candles of every interval, before the instrument's first trade. "
-        "Buckets that have a candle already are kept, so running it again adds nothing."
+        "Synthesize N days of one-minute history per instrument and store the candles of every interval. "
+        "The history ends where the instrument's record begins (its earliest candle, or its first trade, "
+        "or now) at that price, so running it again extends the history backwards."
     )
 
     def add_arguments(self, parser):
