@@ -33,3 +33,22 @@ def test_the_chart_draws_candles_switches_interval_and_adds_indicators(
     expect(chart.locator("canvas")).not_to_have_count(panes_before)  # the RSI pane drew its own canvases
     page.screenshot(path=str(artifacts_dir / "trade-chart.png"), full_page=True)
     assert console_errors == []
+
+
+def test_a_trade_placed_elsewhere_prints_on_the_open_trade_page_within_two_seconds(
+    funded_account, market, place, page, login, console_errors, artifacts_dir
+):
+    seller = funded_account("seller", BTC="5")
+    buyer = funded_account("tina", USDT="10000")
+    login(page, "tina")
+    page.goto("/trade/?symbol=BTCUSDT")
+    expect(page.get_by_test_id("tape")).to_contain_text("No trades yet.")
+    place(seller, "SELL", qty="0.25", price="101.5")
+    expect(page.get_by_test_id("book-levels")).to_contain_text("101.5", timeout=2000)
+    place(buyer, "BUY", qty="0.25", price="101.5")  # the trade, through the engine, not this page
+    tape = page.get_by_test_id("tape")
+    expect(tape.locator("tr").first).to_contain_text("101.5", timeout=2000)
+    expect(tape.locator("tr").first).to_contain_text("0.25")
+    expect(page.get_by_test_id("book-levels")).not_to_contain_text("101.5", timeout=2000)
+    page.screenshot(path=str(artifacts_dir / "trade-live.png"), full_page=True)
+    assert console_errors == []
