@@ -3,3 +3,9 @@ from django.apps import AppConfig
 
 class MarketdataConfig(AppConfig):
     name = "marketdata"
+
+    def ready(self) -> None:
+        from marketdata.streams import publish
+        from trading.events import trading_event
+
+        trading_event.connect(publish, dispatch_uid="marketdata.streams.publish")

@@ -79,6 +79,9 @@ class Instrument(models.Model):
     last_price = AmountField(null=True, blank=True)
     last_trade_at = models.DateTimeField(null=True, blank=True)
     order_seq = models.BigIntegerField(default=0, editable=False)
+    #: Numbers the `trades.<SYMBOL>` stream's messages in commit order, gap-free (ADR 0006):
+    #: every transaction that trades adds one, under the instrument's lock.
+    tape_seq = models.BigIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -20,4 +20,6 @@ if settings.EMBEDDED and settings.EMBEDDED_BACKGROUND:
 
         simulator_start_embedded()
 
-application = ProtocolTypeRouter({"http": django_asgi_app})
+from portal.routing import websocket_application  # noqa: E402
+
+application = ProtocolTypeRouter({"http": django_asgi_app, "websocket": websocket_application})

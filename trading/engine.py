@@ -46,7 +46,14 @@ from trading.choices import (
     Side,
     TimeInForce,
 )
-from trading.events import TradingEvent, balance_event, order_event, publish_after_commit, trade_event
+from trading.events import (
+    TradingEvent,
+    balance_event,
+    order_event,
+    publish_after_commit,
+    trade_event,
+    trades_event,
+)
 from trading.ledger import AppliedBalance, BalanceChange, LedgerBatch
 from trading.models import Order, Position, Trade, TradingAccount
 from trading.positions import PositionState, position_after_fill
@@ -614,8 +621,10 @@ class MatchingSession:
                 rawsql.update_issue(order, _ORDER_UPDATE_FIELDS)
             balances = self.batch.apply_issue() if apply_balances else None
             position_keys_set = self._positions_issue()
+            if self._trades:
+                self.instrument.tape_seq += 1  # the tape stream's next message (ADR 0006)
             if self._instrument_changed:
-                rawsql.update_issue(self.instrument, ("order_seq", "last_price", "last_trade_at"))
+                rawsql.update_issue(self.instrument, ("order_seq", "last_price", "last_trade_at", "tape_seq"))
             candles_write_issue = candles_update_issue(self.instrument.pk, self._trades)
             chain = audit_chain_claim()
         trade_keys_set()
@@ -665,6 +674,8 @@ class MatchingSession:
         published = {**{pk: self._orders[pk] for pk in self._new_order_ids}, **self._dirty}
         events: list[TradingEvent] = [*self._events, *(order_event(order) for order in published.values())]
         events += [trade_event(trade, symbol=self.instrument.symbol) for trade in self._trades]
+        if self._trades:
+            events.append(trades_event(self._trades, symbol=self.instrument.symbol, seq=self.instrument.tape_seq))
         events += [
             balance_event(
                 account_id=balance.account_id,

@@ -21,8 +21,9 @@ trading_event = Signal()
 
 @dataclass(frozen=True)
 class TradingEvent:
-    """`kind` is "order", "trade" or "balance"; `account_ids` whose private streams it belongs to
-    (empty for public-only); `symbol` for instrument-scoped events; `data` is JSON-ready."""
+    """`kind` is "order", "trade", "trades" (a transaction's tape) or "balance"; `account_ids`
+    whose private streams it belongs to (empty for public-only); `symbol` for
+    instrument-scoped events; `data` is JSON-ready."""
 
     kind: str
     data: dict[str, Any]
@@ -99,6 +100,17 @@ def trade_event(trade, *, symbol: str) -> TradingEvent:
                 "executed_at": trade.executed_at,
             }
         ),
+    )
+
+
+def trades_event(trades, *, symbol: str, seq: int) -> TradingEvent:
+    """The public tape message of one transaction: its trades in order, numbered by the
+    instrument's `tape_seq` (gap-free, in commit order; ADR 0006)."""
+    return TradingEvent(
+        kind="trades",
+        symbol=symbol,
+        public=True,
+        data={"seq": seq, "trades": [trade_event(trade, symbol=symbol).data for trade in trades]},
     )
 
 

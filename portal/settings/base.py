@@ -218,6 +218,12 @@ TRADING_COMBINE_POLL_SECONDS = env.float("TRADING_COMBINE_POLL_SECONDS", default
 #: How long before a worker whose order was taken by another but not answered recovers it.
 TRADING_COMBINE_WAIT_SECONDS = env.float("TRADING_COMBINE_WAIT_SECONDS", default=10.0)
 
+# WebSocket streams (marketdata.consumers).
+#: Streams one connection may subscribe to at once.
+WS_MAX_STREAMS = env.int("WS_MAX_STREAMS", default=50)
+#: Frames a client may send per second; beyond it, an error frame and close code 4029.
+WS_MAX_MESSAGES_PER_SECOND = env.int("WS_MAX_MESSAGES_PER_SECOND", default=20)
+
 # Market simulator (marketdata.simulator): in the ASGI process when embedded, else `run_simulator`.
 #: Start the simulator with the ASGI app in embedded mode.
 SIMULATOR_ENABLED = env.bool("SIMULATOR_ENABLED", default=True)

@@ -1,0 +1,120 @@
+"""The WebSocket endpoint /ws/v1/: the protocol, its errors and limits, and the trades stream
+numbered in commit order (ADR 0006). The channel layer is the configured one: Redis when
+REDIS_URL is set (CI), in-memory otherwise."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+
+from marketdata.consumers import CLOSE_FLOOD
+from marketdata.models import Instrument
+from portal.routing import websocket_application
+
+pytestmark = pytest.mark.django_db(transaction=True)
+ORIGIN = [(b"origin", b"http://localhost")]
+
+
+def run(scenario):
+    """Run an async scenario from a sync test (no asyncio plugin needed)."""
+    return async_to_sync(scenario)()
+
+
+async def _connected() -> WebsocketCommunicator:
+    socket = WebsocketCommunicator(websocket_application, "/ws/v1/", headers=ORIGIN)
+    connected, _ = await socket.connect()
+    assert connected
+    return socket
+
+
+def test_subscribe_then_every_trade_transaction_arrives_in_commit_order_without_gaps(market, funded_account, place):
+    seller = funded_account("seller", BTC="10")
+    buyer = funded_account("buyer", USDT="100000")
+
+    @database_sync_to_async
+    def cross(price: str, qty: str) -> None:
+        place(seller, "SELL", qty=qty, price=price)
+        place(buyer, "BUY", qty=qty, price=price)
+
+    async def scenario():
+        socket = await _connected()
+        await socket.send_json_to({"op": "subscribe", "streams": ["trades.btcusdt"]})
+        assert await socket.receive_json_from() == {"op": "subscribed", "streams": ["trades.BTCUSDT"]}
+        await cross("101", "0.5")
+        await cross("102", "0.25")
+        first = await socket.receive_json_from(timeout=5)
+        second = await socket.receive_json_from(timeout=5)
+        tape_seq = await database_sync_to_async(lambda: Instrument.objects.get(symbol="BTCUSDT").tape_seq)()
+        await socket.disconnect()
+        return first, second, tape_seq
+
+    first, second, tape_seq = run(scenario)
+    assert first["stream"] == second["stream"] == "trades.BTCUSDT" and first["ts"] > 0
+    assert (first["seq"], second["seq"]) == (1, 2) == (tape_seq - 1, tape_seq)  # the resting sells count not
+    assert [(t["price"], t["quantity"]) for t in first["data"]] == [("101.00000000", "0.50000000")]
+    assert Decimal(second["data"][0]["price"]) == Decimal("102")
+
+
+def test_ping_list_unsubscribe_and_error_frames(market):
+    async def scenario():
+        socket = await _connected()
+        frames = []
+        for message in (
+            {"op": "ping"},
+            {"op": "subscribe", "streams": ["trades.BTCUSDT", "trades.ETHUSDT"]},
+            {"op": "list"},
+            {"op": "unsubscribe", "streams": ["trades.ETHUSDT"]},
+            {"op": "list"},
+            {"op": "dance"},
+            {"op": "subscribe", "streams": ["trades.NOPE", "book.BTCUSDT"]},
+            {"op": "subscribe", "streams": "trades.BTCUSDT"},
+        ):
+            await socket.send_json_to(message)
+            frames.append(await socket.receive_json_from())
+        await socket.send_to(text_data="{not json")
+        frames.append(await socket.receive_json_from())
+        await socket.send_to(text_data="[1, 2]")
+        frames.append(await socket.receive_json_from())
+        await socket.disconnect()
+        return frames
+
+    frames = run(scenario)
+    assert frames[0]["op"] == "pong" and frames[0]["ts"] > 0
+    assert frames[1] == {"op": "subscribed", "streams": ["trades.BTCUSDT", "trades.ETHUSDT"]}
+    assert frames[2] == {"op": "list", "streams": ["trades.BTCUSDT", "trades.ETHUSDT"]}
+    assert frames[3] == {"op": "unsubscribed", "streams": ["trades.ETHUSDT"]}
+    assert frames[4] == {"op": "list", "streams": ["trades.BTCUSDT"]}
+    assert [f.get("code") for f in frames[5:]] == [
+        "unknown_op",
+        "unknown_stream",
+        "bad_streams",
+        "bad_json",
+        "bad_json",
+    ]
+    assert "trades.NOPE" in frames[6]["message"] and "book.BTCUSDT" in frames[6]["message"]
+
+
+def test_too_many_streams_is_refused_and_a_flood_closes_the_socket(market, settings):
+    settings.WS_MAX_STREAMS = 1
+    settings.WS_MAX_MESSAGES_PER_SECOND = 5
+
+    async def scenario():
+        socket = await _connected()
+        await socket.send_json_to({"op": "subscribe", "streams": ["trades.BTCUSDT", "trades.ETHUSDT"]})
+        too_many = await socket.receive_json_from()
+        for _ in range(5):
+            await socket.send_json_to({"op": "ping"})
+        replies = [await socket.receive_json_from() for _ in range(4)]
+        flood = await socket.receive_json_from()
+        closed = await socket.receive_output()
+        return too_many, replies, flood, closed
+
+    too_many, replies, flood, closed = run(scenario)
+    assert too_many["code"] == "too_many_streams"
+    assert {r["op"] for r in replies} == {"pong"}
+    assert flood["code"] == "flood"
+    assert closed == {"type": "websocket.close", "code": CLOSE_FLOOD}
