@@ -15,6 +15,7 @@ frames in a second gets an error frame and the socket is closed with code 4029.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -24,7 +25,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from marketdata.models import Instrument
-from marketdata.streams import stream_parse
+from marketdata.streams import serving_loop_set, stream_parse
 
 #: Close code for a client that floods the server with frames.
 CLOSE_FLOOD = 4029
@@ -37,6 +38,7 @@ def _symbols_known(symbols: set[str]) -> set[str]:
 
 class StreamConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
+        serving_loop_set(asyncio.get_running_loop())
         self.streams: set[str] = set()
         self.window_start = time.monotonic()
         self.window_count = 0

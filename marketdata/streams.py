@@ -12,12 +12,15 @@ candle and private streams follow ADR 0006.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import os
 import re
+import threading
 import time
 from typing import Any
 
 import structlog
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from trading.events import TradingEvent
@@ -38,22 +41,62 @@ def stream_parse(name: str) -> tuple[str, str] | None:
 
 
 def publish(sender: Any, event: TradingEvent, **kwargs: Any) -> None:
-    """`trading_event` receiver: the event's stream message to its group. The channel layer
-    may drop a message under load; the client sees that as a gap in `seq`."""
+    """`trading_event` receiver: the event's stream message to its group. The committing
+    thread only hands it over (`_sender`); the channel layer may drop a message under load,
+    and the client sees that as a gap in `seq`."""
     if event.kind != "trades":
         return
     stream = f"trades.{event.symbol}"
-    message = {
-        "type": "stream.message",
-        "stream": stream,
-        "seq": event.data["seq"],
-        "ts": int(time.time() * 1000),
-        "data": event.data["trades"],
-    }
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    try:
-        async_to_sync(layer.group_send)(stream, message)  # the group is named as the stream
-    except Exception:  # noqa: BLE001 - a lost hint, never a failed order (the commit is done)
-        logger.exception("stream_publish_failed", stream=stream, seq=message["seq"])
+    _sender.send(
+        stream,  # the group is named as the stream
+        {
+            "type": "stream.message",
+            "stream": stream,
+            "seq": event.data["seq"],
+            "ts": int(time.time() * 1000),
+            "data": event.data["trades"],
+        },
+    )
+
+
+def serving_loop_set(loop: asyncio.AbstractEventLoop) -> None:
+    """The event loop of this process's ASGI server (its consumers' loop): messages are sent
+    from it, so an in-memory channel layer is only ever touched from the loop that owns it."""
+    _sender.serving_loop = loop
+
+
+class _Sender:
+    """Sends stream messages from one event loop per process, in the order they were handed
+    over: the ASGI server's loop where there is one, else a daemon thread's own loop (started
+    on first use, and again after a fork: gunicorn's workers). A committed order never waits
+    for Redis, and the channel layer's connections live as long as the loop, instead of one
+    new loop and connection per message (`async_to_sync`)."""
+
+    def __init__(self) -> None:
+        self.serving_loop: asyncio.AbstractEventLoop | None = None
+        self._own: tuple[int, asyncio.AbstractEventLoop] | None = None
+        self._lock = threading.Lock()
+
+    def send(self, group: str, message: dict) -> None:
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        loop = self.serving_loop if self.serving_loop is not None and self.serving_loop.is_running() else self._loop()
+        future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), loop)
+        future.add_done_callback(lambda done: _log_failure(done, group, message["seq"]))
+
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._own is None or self._own[0] != os.getpid():
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="tradeport-streams", daemon=True).start()
+                self._own = (os.getpid(), loop)
+            return self._own[1]
+
+
+def _log_failure(done: concurrent.futures.Future, group: str, seq: int) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        logger.error("stream_publish_failed", stream=group, seq=seq, error=repr(done.exception()))
+
+
+_sender = _Sender()
