@@ -109,13 +109,16 @@ def bars_from_trades(trades: Iterable[TradePrint]) -> dict[tuple[str, datetime],
     return bars_merge((trade.executed_at, Bar.of_trade(trade)) for trade in trades)
 
 
-def candles_update_issue(instrument_id: int, trades: Sequence[TradePrint]) -> Callable[[], None]:
+def candles_update_issue(
+    instrument_id: int, trades: Sequence[TradePrint]
+) -> Callable[[], dict[tuple[str, datetime], Bar]]:
     """Issue the read of the candles `trades` fall in; the function returned merges the trades
-    into them and issues their write. Call it after the pipeline the read went in, inside
-    the same transaction, with the instrument's lock held (see the module's docstring)."""
+    into them, issues their write and returns the candles as written, by (interval, bucket
+    start). Call it after the pipeline the read went in, inside the same transaction, with
+    the instrument's lock held (see the module's docstring)."""
     bars = bars_from_trades(trades)
     if not bars:
-        return lambda: None
+        return dict
     keys = sorted(bars)
     open_time = Candle._meta.get_field("open_time")
     db = rawsql.database()
@@ -124,13 +127,15 @@ def candles_update_issue(instrument_id: int, trades: Sequence[TradePrint]) -> Ca
         [instrument_id, *(p for i, t in keys for p in (i, open_time.get_db_prep_value(t, db)))],
     )
 
-    def write_issue() -> None:
+    def write_issue() -> dict[tuple[str, datetime], Bar]:
         stored = {(row[1], row[2]): Bar(*row[4:]) for row in _existing_values(existing.fetchall())}
-        rows = []
-        for key in keys:
-            bar = stored[key].then(bars[key]) if key in stored else bars[key]
-            rows.append((instrument_id, *key, CandleOrigin.TRADES, *(getattr(bar, name) for name in MERGED_FIELDS)))
+        merged = {key: stored[key].then(bars[key]) if key in stored else bars[key] for key in keys}
+        rows = [
+            (instrument_id, *key, CandleOrigin.TRADES, *(getattr(bar, name) for name in MERGED_FIELDS))
+            for key, bar in merged.items()
+        ]
         rawsql.upsert_rows_issue(Candle, _WRITTEN, rows, BUCKET_FIELDS, MERGED_FIELDS)
+        return merged
 
     return write_issue
 

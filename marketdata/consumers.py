@@ -2,7 +2,8 @@
 
 Client → server, one JSON object per frame:
 
-- `{"op": "subscribe", "streams": ["trades.BTCUSDT"]}` → `{"op": "subscribed", "streams": [...]}`
+- `{"op": "subscribe", "streams": ["trades.BTCUSDT", "candles.BTCUSDT.1m"]}` →
+  `{"op": "subscribed", "streams": [...]}`
 - `{"op": "unsubscribe", "streams": [...]}` → `{"op": "unsubscribed", "streams": [...]}`
 - `{"op": "list"}` → `{"op": "list", "streams": [...]}`
 - `{"op": "ping"}` → `{"op": "pong", "ts": <ms>}`
@@ -84,9 +85,12 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         known = await _symbols_known({found[1] for found in parsed.values() if found is not None})
         unknown += [name for name, found in parsed.items() if found is not None and found[1] not in known]
         if unknown:
-            await self._error("unknown_stream", f"No such stream: {', '.join(unknown)}. Available: trades.<SYMBOL>.")
+            await self._error(
+                "unknown_stream",
+                f"No such stream: {', '.join(unknown)}. Available: trades.<SYMBOL>, candles.<SYMBOL>.<interval>.",
+            )
             return
-        wanted = {f"{found[0]}.{found[1]}" for found in parsed.values() if found is not None}
+        wanted = {found[0] for found in parsed.values() if found is not None}
         if len(self.streams | wanted) > settings.WS_MAX_STREAMS:
             await self._error("too_many_streams", f"At most {settings.WS_MAX_STREAMS} streams per connection.")
             return
@@ -97,7 +101,7 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
 
     async def _unsubscribe(self, names: list[str]) -> None:
         parsed = [stream_parse(name) for name in names]
-        gone = {f"{found[0]}.{found[1]}" for found in parsed if found is not None} & self.streams
+        gone = {found[0] for found in parsed if found is not None} & self.streams
         for stream in sorted(gone):
             await self.channel_layer.group_discard(stream, self.channel_name)
         self.streams -= gone

@@ -6,8 +6,9 @@ WebSocket consumer subscribed to it forwards it to its client. A message carries
 inside the transaction under the instrument's lock, so a client sees the commit order and any
 gap (then it resyncs from REST, which is the truth).
 
-Built so far: `trades.<SYMBOL>`, one message per transaction that traded. The book, ticker,
-candle and private streams follow ADR 0006.
+Built so far: `trades.<SYMBOL>`, one message per transaction that traded, and
+`candles.<SYMBOL>.<interval>`, the candle that transaction changed (both numbered by the
+instrument's `tape_seq`). The book, ticker and private streams follow ADR 0006.
 """
 
 from __future__ import annotations
@@ -27,36 +28,39 @@ from trading.events import TradingEvent
 
 logger = structlog.get_logger("marketdata.streams")
 
-#: Stream names a client may subscribe to, and what each carries.
-STREAM_PATTERNS = {"trades": re.compile(r"^trades\.([A-Z0-9]{2,32})$")}
+#: Stream names a client may subscribe to: the kind, then the symbol (and the interval).
+STREAM_PATTERNS = {
+    "trades": re.compile(r"^trades\.([A-Z0-9]{2,32})$"),
+    "candles": re.compile(r"^candles\.([A-Z0-9]{2,32})\.(1M|5M|15M|1H|4H|1D)$"),
+}
 
 
 def stream_parse(name: str) -> tuple[str, str] | None:
-    """(kind, symbol) of a stream name such as `trades.BTCUSDT` (the symbol in any case), or
-    None when no stream has that shape."""
+    """(the stream's canonical name, its symbol) for a name such as `trades.btcusdt` or
+    `candles.BTCUSDT.1m` (any case), or None when no stream has that shape."""
     kind, _, rest = name.partition(".")
     pattern = STREAM_PATTERNS.get(kind)
     match = pattern.match(f"{kind}.{rest.upper()}") if pattern else None
-    return (kind, match.group(1)) if match else None
+    if match is None:
+        return None
+    symbol = match.group(1)
+    return (f"{kind}.{symbol}.{match.group(2).lower()}" if kind == "candles" else f"{kind}.{symbol}"), symbol
 
 
 def publish(sender: Any, event: TradingEvent, **kwargs: Any) -> None:
     """`trading_event` receiver: the event's stream message to its group. The committing
     thread only hands it over (`_sender`); the channel layer may drop a message under load,
     and the client sees that as a gap in `seq`."""
-    if event.kind != "trades":
-        return
-    stream = f"trades.{event.symbol}"
-    _sender.send(
-        stream,  # the group is named as the stream
-        {
-            "type": "stream.message",
-            "stream": stream,
-            "seq": event.data["seq"],
-            "ts": int(time.time() * 1000),
-            "data": event.data["trades"],
-        },
-    )
+    if event.kind == "trades":
+        _send(f"trades.{event.symbol}", event.data["seq"], event.data["trades"])
+    elif event.kind == "candles":
+        for interval, candle in event.data["candles"].items():
+            _send(f"candles.{event.symbol}.{interval}", event.data["seq"], candle)
+
+
+def _send(stream: str, seq: int, data: Any) -> None:
+    message = {"type": "stream.message", "stream": stream, "seq": seq, "ts": int(time.time() * 1000), "data": data}
+    _sender.send(stream, message)  # the group is named as the stream
 
 
 def serving_loop_set(loop: asyncio.AbstractEventLoop) -> None:

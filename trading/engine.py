@@ -49,6 +49,7 @@ from trading.choices import (
 from trading.events import (
     TradingEvent,
     balance_event,
+    candles_event,
     order_event,
     publish_after_commit,
     trade_event,
@@ -632,11 +633,11 @@ class MatchingSession:
         applied = balances.collect() if balances is not None else []
         with rawsql.pipeline():
             entry_keys_set = balances.entries_issue() if balances is not None else None
-            candles_write_issue()
+            candles = candles_write_issue()
             audit_append_issue(chain, self._audit_specs())
         if entry_keys_set is not None:
             entry_keys_set()
-        self._publish(applied)
+        self._publish(applied, candles)
         self._trades, self._trade_contexts, self._dirty, self._audit, self._positions = [], [], {}, [], {}
         self._rejected, self._events = [], []
         self._new_order_ids, self._placed_by = set(), {}
@@ -666,7 +667,7 @@ class MatchingSession:
         ]
         return [*placed, *self._rejected, *self._audit, *fills]
 
-    def _publish(self, applied: list[AppliedBalance]) -> None:
+    def _publish(self, applied: list[AppliedBalance], candles: dict) -> None:
         asset_codes = {
             self.instrument.base_id: self.instrument.base.code,
             self.instrument.quote_id: self.instrument.quote.code,
@@ -675,7 +676,9 @@ class MatchingSession:
         events: list[TradingEvent] = [*self._events, *(order_event(order) for order in published.values())]
         events += [trade_event(trade, symbol=self.instrument.symbol) for trade in self._trades]
         if self._trades:
-            events.append(trades_event(self._trades, symbol=self.instrument.symbol, seq=self.instrument.tape_seq))
+            seq = self.instrument.tape_seq
+            events.append(trades_event(self._trades, symbol=self.instrument.symbol, seq=seq))
+            events.append(candles_event(candles, symbol=self.instrument.symbol, seq=seq))
         events += [
             balance_event(
                 account_id=balance.account_id,

@@ -8,12 +8,15 @@ else that wants to know connects a receiver. Nothing is sent for rolled-back wor
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.dispatch import Signal
+
+from marketdata.api.v1.serializers import candles_json
+from marketdata.selectors import CandleRow
 
 #: Sent once per event with `event=TradingEvent`.
 trading_event = Signal()
@@ -21,8 +24,8 @@ trading_event = Signal()
 
 @dataclass(frozen=True)
 class TradingEvent:
-    """`kind` is "order", "trade", "trades" (a transaction's tape) or "balance"; `account_ids`
-    whose private streams it belongs to (empty for public-only); `symbol` for
+    """`kind` is "order", "trade", "trades" (a transaction's tape), "candles" or "balance";
+    `account_ids` whose private streams it belongs to (empty for public-only); `symbol` for
     instrument-scoped events; `data` is JSON-ready."""
 
     kind: str
@@ -111,6 +114,25 @@ def trades_event(trades, *, symbol: str, seq: int) -> TradingEvent:
         symbol=symbol,
         public=True,
         data={"seq": seq, "trades": [trade_event(trade, symbol=symbol).data for trade in trades]},
+    )
+
+
+def candles_event(candles: dict, *, symbol: str, seq: int) -> TradingEvent:
+    """The candles one transaction's trades changed, as written (one per interval), rendered
+    as the REST API renders candles; numbered like the tape (`tape_seq`): every transaction
+    that trades changes exactly one candle of each interval, so each candle stream is
+    gap-free too."""
+    return TradingEvent(
+        kind="candles",
+        symbol=symbol,
+        public=True,
+        data={
+            "seq": seq,
+            "candles": {
+                interval: candles_json([CandleRow(open_time, *astuple(bar))], interval)[0]
+                for (interval, open_time), bar in candles.items()
+            },
+        },
     )
 
 

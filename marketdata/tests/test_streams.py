@@ -59,6 +59,47 @@ def test_subscribe_then_every_trade_transaction_arrives_in_commit_order_without_
     assert Decimal(second["data"][0]["price"]) == Decimal("102")
 
 
+def test_each_trading_transaction_sends_the_candle_it_changed_per_interval(market, funded_account, place, monkeypatch):
+    from datetime import UTC, datetime
+
+    monkeypatch.setattr("trading.engine.timezone.now", lambda: datetime(2026, 11, 23, 9, 58, 30, tzinfo=UTC))
+    seller = funded_account("seller", BTC="10")
+    buyer = funded_account("buyer", USDT="100000")
+
+    @database_sync_to_async
+    def cross(price: str) -> None:
+        place(seller, "SELL", qty="0.5", price=price)
+        place(buyer, "BUY", qty="0.5", price=price)
+
+    async def scenario():
+        socket = await _connected()
+        await socket.send_json_to({"op": "subscribe", "streams": ["candles.btcusdt.1M", "candles.BTCUSDT.1h"]})
+        subscribed = await socket.receive_json_from()
+        await cross("101")
+        await cross("99")
+        received = [await socket.receive_json_from(timeout=5) for _ in range(4)]
+        await socket.disconnect()
+        return subscribed, received
+
+    subscribed, received = run(scenario)
+    assert subscribed == {"op": "subscribed", "streams": ["candles.BTCUSDT.1h", "candles.BTCUSDT.1m"]}
+    minute = [m for m in received if m["stream"] == "candles.BTCUSDT.1m"]
+    hour = [m for m in received if m["stream"] == "candles.BTCUSDT.1h"]
+    assert [m["seq"] for m in minute] == [m["seq"] for m in hour] == [1, 2]
+    assert minute[1]["data"] == {
+        "open_time": "2026-11-23T09:58:00Z",
+        "close_time": "2026-11-23T09:58:59.999000Z",
+        "open": "101.00000000",
+        "high": "101.00000000",
+        "low": "99.00000000",
+        "close": "99.00000000",
+        "volume": "1.00000000",
+        "quote_volume": "100.00000000",
+        "trade_count": 2,
+    }
+    assert hour[1]["data"]["open_time"] == "2026-11-23T09:00:00Z"
+
+
 def test_ping_list_unsubscribe_and_error_frames(market):
     async def scenario():
         socket = await _connected()
