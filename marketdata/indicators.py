@@ -15,13 +15,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import talib
 
 from marketdata.candles import bucket_start
-from marketdata.models import CandleInterval
-from marketdata.selectors import CandleRow
+from marketdata.models import CandleInterval, Instrument
+from marketdata.selectors import CandleRow, indicator_candles
 from portal.errors import DomainError
 
 #: At most this many indicators per request.
@@ -191,5 +192,29 @@ def indicators_compute(
     return result
 
 
-def open_times(candles: Sequence[CandleRow], shown: int) -> list[datetime]:
-    return [c.open_time for c in candles[len(candles) - shown :]]
+@dataclass(frozen=True)
+class IndicatorWindow:
+    """The open times of a window's candles and each indicator's values over them."""
+
+    open_times: list[datetime]
+    indicators: list[IndicatorSeries]
+
+
+def indicators_over_window(
+    *, instrument: Instrument, specs: Sequence[IndicatorSpec], interval: str, limit: int, **window: Any
+) -> IndicatorWindow:
+    """`specs` over the candles `candles_range` gives for `interval`, `limit` and the window
+    (`start`, `end`), warmed up by as many earlier candles as the longest of them needs (and,
+    for VWAP, the rest of the first candle's UTC day)."""
+    candles, shown = indicator_candles(
+        instrument=instrument,
+        interval=interval,
+        limit=limit,
+        warmup=max(spec.warmup for spec in specs),
+        since_day_start=any(spec.kind.name == "vwap" for spec in specs),
+        **window,
+    )
+    return IndicatorWindow(
+        open_times=[c.open_time for c in candles[len(candles) - shown :]],
+        indicators=indicators_compute(candles, specs, shown=shown),
+    )

@@ -674,11 +674,12 @@ class MatchingSession:
         }
         published = {**{pk: self._orders[pk] for pk in self._new_order_ids}, **self._dirty}
         events: list[TradingEvent] = [*self._events, *(order_event(order) for order in published.values())]
-        events += [trade_event(trade, symbol=self.instrument.symbol) for trade in self._trades]
-        if self._trades:
-            seq = self.instrument.tape_seq
-            events.append(trades_event(self._trades, symbol=self.instrument.symbol, seq=seq))
-            events.append(candles_event(candles, symbol=self.instrument.symbol, seq=seq))
+        symbol = self.instrument.symbol
+        trades = [trade_event(trade, symbol=symbol) for trade in self._trades]
+        events += trades
+        if trades:
+            events.append(trades_event(trades, symbol=symbol, seq=self.instrument.tape_seq))
+            events.append(candles_event(candles, symbol=symbol, seq=self.instrument.tape_seq))
         events += [
             balance_event(
                 account_id=balance.account_id,

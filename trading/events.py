@@ -8,15 +8,14 @@ else that wants to know connects a receiver. Nothing is sent for rolled-back wor
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.dispatch import Signal
 
-from marketdata.api.v1.serializers import candles_json
-from marketdata.selectors import CandleRow
+from marketdata.candles import candle_json
 
 #: Sent once per event with `event=TradingEvent`.
 trading_event = Signal()
@@ -106,14 +105,14 @@ def trade_event(trade, *, symbol: str) -> TradingEvent:
     )
 
 
-def trades_event(trades, *, symbol: str, seq: int) -> TradingEvent:
-    """The public tape message of one transaction: its trades in order, numbered by the
-    instrument's `tape_seq` (gap-free, in commit order; ADR 0006)."""
+def trades_event(trade_events: list[TradingEvent], *, symbol: str, seq: int) -> TradingEvent:
+    """The public tape message of one transaction: its trades (their `trade_event`s) in order,
+    numbered by the instrument's `tape_seq` (gap-free, in commit order; ADR 0006)."""
     return TradingEvent(
         kind="trades",
         symbol=symbol,
         public=True,
-        data={"seq": seq, "trades": [trade_event(trade, symbol=symbol).data for trade in trades]},
+        data={"seq": seq, "trades": [event.data for event in trade_events]},
     )
 
 
@@ -129,8 +128,7 @@ def candles_event(candles: dict, *, symbol: str, seq: int) -> TradingEvent:
         data={
             "seq": seq,
             "candles": {
-                interval: candles_json([CandleRow(open_time, *astuple(bar))], interval)[0]
-                for (interval, open_time), bar in candles.items()
+                interval: candle_json(open_time, interval, bar) for (interval, open_time), bar in candles.items()
             },
         },
     )

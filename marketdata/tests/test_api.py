@@ -115,8 +115,8 @@ def test_the_ticker_rolls_over_the_last_24_hours_of_one_minute_candles(api_clien
 
 
 def test_the_fast_candle_rendering_says_exactly_what_the_serializer_would(traded, market):
-    from marketdata.api.v1.serializers import CandleSerializer, candles_json
-    from marketdata.candles import bucket_close_time
+    from marketdata.api.v1.serializers import CandleSerializer
+    from marketdata.candles import bucket_close_time, candle_json
     from marketdata.selectors import candles_range
 
     for interval in ("1m", "1d"):
@@ -125,4 +125,4 @@ def test_the_fast_candle_rendering_says_exactly_what_the_serializer_would(traded
         contract = CandleSerializer(
             [{**row._asdict(), "close_time": bucket_close_time(row.open_time, interval)} for row in rows], many=True
         ).data
-        assert candles_json(rows, interval) == [dict(item) for item in contract]
+        assert [candle_json(row.open_time, interval, row) for row in rows] == [dict(item) for item in contract]

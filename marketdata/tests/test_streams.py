@@ -13,6 +13,7 @@ from channels.testing import WebsocketCommunicator
 
 from marketdata.consumers import CLOSE_FLOOD
 from marketdata.models import Instrument
+from marketdata.tests.test_candles import clock, cross  # noqa: F401 - fixtures
 from portal.routing import websocket_application
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -31,21 +32,15 @@ async def _connected() -> WebsocketCommunicator:
     return socket
 
 
-def test_subscribe_then_every_trade_transaction_arrives_in_commit_order_without_gaps(market, funded_account, place):
-    seller = funded_account("seller", BTC="10")
-    buyer = funded_account("buyer", USDT="100000")
-
-    @database_sync_to_async
-    def cross(price: str, qty: str) -> None:
-        place(seller, "SELL", qty=qty, price=price)
-        place(buyer, "BUY", qty=qty, price=price)
+def test_subscribe_then_every_trade_transaction_arrives_in_commit_order_without_gaps(cross):  # noqa: F811
+    crossed = database_sync_to_async(cross)
 
     async def scenario():
         socket = await _connected()
         await socket.send_json_to({"op": "subscribe", "streams": ["trades.btcusdt"]})
         assert await socket.receive_json_from() == {"op": "subscribed", "streams": ["trades.BTCUSDT"]}
-        await cross("101", "0.5")
-        await cross("102", "0.25")
+        await crossed("101", "0.5")
+        await crossed("102", "0.25")
         first = await socket.receive_json_from(timeout=5)
         second = await socket.receive_json_from(timeout=5)
         tape_seq = await database_sync_to_async(lambda: Instrument.objects.get(symbol="BTCUSDT").tape_seq)()
@@ -59,24 +54,15 @@ def test_subscribe_then_every_trade_transaction_arrives_in_commit_order_without_
     assert Decimal(second["data"][0]["price"]) == Decimal("102")
 
 
-def test_each_trading_transaction_sends_the_candle_it_changed_per_interval(market, funded_account, place, monkeypatch):
-    from datetime import UTC, datetime
-
-    monkeypatch.setattr("trading.engine.timezone.now", lambda: datetime(2026, 11, 23, 9, 58, 30, tzinfo=UTC))
-    seller = funded_account("seller", BTC="10")
-    buyer = funded_account("buyer", USDT="100000")
-
-    @database_sync_to_async
-    def cross(price: str) -> None:
-        place(seller, "SELL", qty="0.5", price=price)
-        place(buyer, "BUY", qty="0.5", price=price)
+def test_each_trading_transaction_sends_the_candle_it_changed_per_interval(cross, clock):  # noqa: F811
+    crossed = database_sync_to_async(cross)  # at the clock's 09:58:30
 
     async def scenario():
         socket = await _connected()
         await socket.send_json_to({"op": "subscribe", "streams": ["candles.btcusdt.1M", "candles.BTCUSDT.1h"]})
         subscribed = await socket.receive_json_from()
-        await cross("101")
-        await cross("99")
+        await crossed("101", "0.5")
+        await crossed("99", "0.5")
         received = [await socket.receive_json_from(timeout=5) for _ in range(4)]
         await socket.disconnect()
         return subscribed, received

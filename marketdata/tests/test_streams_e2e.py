@@ -22,6 +22,8 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import connection
 
+from marketdata.tests.test_candles import cross  # noqa: F401 - a fixture
+
 pytestmark = pytest.mark.django_db(transaction=True)
 BIN = Path(sys.executable).parent
 ASGI_APP = "portal.asgi:application"
@@ -77,22 +79,16 @@ def daphne_port(tmp_path):
         listener.close()
 
 
-def test_a_trade_reaches_a_websocket_client_of_daphne_through_redis(daphne_port, market, funded_account, place):
-    seller = funded_account("seller", BTC="10")
-    buyer = funded_account("buyer", USDT="100000")
-
-    @database_sync_to_async
-    def cross(price: str) -> None:
-        place(seller, "SELL", qty="0.5", price=price)
-        place(buyer, "BUY", qty="0.5", price=price)
+def test_a_trade_reaches_a_websocket_client_of_daphne_through_redis(daphne_port, cross):  # noqa: F811
+    crossed = database_sync_to_async(cross)
 
     async def scenario():
         uri = f"ws://127.0.0.1:{daphne_port}/ws/v1/"
         async with websockets.connect(uri, origin="http://localhost") as client:
             await client.send(json.dumps({"op": "subscribe", "streams": ["trades.BTCUSDT"]}))
             subscribed = json.loads(await asyncio.wait_for(client.recv(), 5))
-            await cross("101")
-            await cross("103")
+            await crossed("101", "0.5")
+            await crossed("103", "0.5")
             first = json.loads(await asyncio.wait_for(client.recv(), 5))
             second = json.loads(await asyncio.wait_for(client.recv(), 5))
         return subscribed, first, second

@@ -20,11 +20,11 @@ from marketdata.api.v1.serializers import (
     StatusChangeSerializer,
     TickerSerializer,
     VenueSerializer,
-    candles_json,
 )
-from marketdata.indicators import KINDS, indicator_specs_parse, indicators_compute, open_times
+from marketdata.candles import candle_json
+from marketdata.indicators import KINDS, indicator_specs_parse, indicators_over_window
 from marketdata.models import Instrument, InstrumentStatus, Venue
-from marketdata.selectors import candles_range, indicator_candles, instrument_get, ticker_24h
+from marketdata.selectors import candles_range, instrument_get, ticker_24h
 from portal.api.docs import PROBLEM_RESPONSES, problem
 from portal.api.permissions import IsAuthenticatedWithScope
 from portal.api.views import ApiView, ApiViewSet
@@ -181,7 +181,8 @@ class CandlesView(ApiView):
         query = CandleQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         candles = candles_range(instrument=instrument, **query.validated_data)
-        return Response(candles_json(candles, query.validated_data["interval"]))
+        interval = query.validated_data["interval"]
+        return Response([candle_json(row.open_time, interval, row) for row in candles])
 
 
 class TickerView(ApiView):
@@ -223,16 +224,6 @@ class IndicatorsView(ApiView):
         query = CandleQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         specs = indicator_specs_parse(request.query_params.getlist("indicator"))
-        candles, shown = indicator_candles(
-            instrument=instrument,
-            warmup=max(spec.warmup for spec in specs),
-            since_day_start=any(spec.kind.name == "vwap" for spec in specs),
-            **query.validated_data,
-        )
-        body = {
-            "symbol": instrument.symbol,
-            "interval": query.validated_data["interval"],
-            "open_times": open_times(candles, shown),
-            "indicators": indicators_compute(candles, specs, shown=shown),
-        }
+        window = indicators_over_window(instrument=instrument, specs=specs, **query.validated_data)
+        body = {"symbol": instrument.symbol, "interval": query.validated_data["interval"], **vars(window)}
         return Response(IndicatorsSerializer(body).data)
