@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from marketdata.models import Candle, CandleInterval, CandleOrigin
 from portal import rawsql
-from portal.decimals import AMOUNT_UNIT
+from portal.decimals import amount_text
 
 #: Width of each interval in seconds, in CandleInterval's order.
 INTERVAL_SECONDS: dict[str, int] = {
@@ -177,12 +177,12 @@ def candle_json(open_time: datetime, interval: str, values: Any) -> dict[str, An
     return {
         "open_time": _instant(open_time),
         "close_time": _instant(bucket_close_time(open_time, interval)),
-        "open": _amount(values.open),
-        "high": _amount(values.high),
-        "low": _amount(values.low),
-        "close": _amount(values.close),
-        "volume": _amount(values.volume),
-        "quote_volume": _amount(values.quote_volume),
+        "open": amount_text(values.open),
+        "high": amount_text(values.high),
+        "low": amount_text(values.low),
+        "close": amount_text(values.close),
+        "volume": amount_text(values.volume),
+        "quote_volume": amount_text(values.quote_volume),
         "trade_count": values.trade_count,
     }
 
@@ -190,7 +190,3 @@ def candle_json(open_time: datetime, interval: str, values: Any) -> dict[str, An
 def _instant(moment: datetime) -> str:
     text = moment.astimezone(UTC).isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text
-
-
-def _amount(value: Decimal) -> str:
-    return format(value.quantize(AMOUNT_UNIT), "f")

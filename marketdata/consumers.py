@@ -1,17 +1,19 @@
-"""The WebSocket endpoint `/ws/v1/` (DESIGN §8): subscribe to streams, receive their messages.
+"""The WebSocket endpoint `/ws/v1/` (DESIGN §8, ADR 0006).
 
 Client → server, one JSON object per frame:
 
-- `{"op": "subscribe", "streams": ["trades.BTCUSDT", "candles.BTCUSDT.1m"]}` →
-  `{"op": "subscribed", "streams": [...]}`
-- `{"op": "unsubscribe", "streams": [...]}` → `{"op": "unsubscribed", "streams": [...]}`
-- `{"op": "list"}` → `{"op": "list", "streams": [...]}`
-- `{"op": "ping"}` → `{"op": "pong", "ts": <ms>}`
+- `{"op": "auth", "api_key": "tpk_…"}` → `{"op": "authenticated", "user": …}` (or send the key
+  in the handshake's `X-API-Key` / `Authorization: Api-Key …` header, or come with the
+  portal's session cookie);
+- `{"op": "subscribe", "streams": ["trades.BTCUSDT", "book.BTCUSDT@100ms", "orders"]}` →
+  `{"op": "subscribed", "streams": [...]}`; a book subscription then starts with a snapshot;
+- `{"op": "unsubscribe", "streams": [...]}` → `{"op": "unsubscribed", "streams": [...]}`;
+- `{"op": "list"}` → `{"op": "list", "streams": [...]}`;
+- `{"op": "ping"}` → `{"op": "pong", "ts": <ms>}`.
 
-Server → client: stream messages `{"stream", "seq", "ts", "data"}`, and error frames
-`{"op": "error", "code", "message"}` for a frame that is not a JSON object, an unknown op, an
-unknown stream, or too many streams. A client sending more than `WS_MAX_MESSAGES_PER_SECOND`
-frames in a second gets an error frame and the socket is closed with code 4029.
+Server → client: stream messages `{"stream", "seq", "ts", "data"}` (private ones also carry
+`account`; coalesced book diffs `first_seq`), and error frames `{"op": "error", "code",
+"message"}`. A client that floods frames is closed with 4029, one whose key fails with 4001.
 """
 
 from __future__ import annotations
@@ -19,35 +21,72 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Hashable
+from dataclasses import dataclass, field
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
+from marketdata.delivery import BookCoalescer, Message, Reorder
 from marketdata.models import Instrument
-from marketdata.streams import serving_loop_set, stream_parse
+from marketdata.selectors import tape_seqs
+from marketdata.streams import PRIVATE, StreamName, account_group, serving_loop_set, stream_parse
+from marketdata.tickers import ticker_hub, ticker_message
+from portal.api_keys import ApiKeyRejected, api_key_authenticate
+from portal.choices import ApiKeyScope
+from portal.decimals import amount_text
+from portal.net import client_ip_from
+from trading.events import PRIVATE_ORDER
+from trading.selectors import Depth, account_ids_owned, account_stream_seqs, book_depth
 
-#: Close code for a client that floods the server with frames.
+#: Close codes: a key that failed, a client that floods the server.
+CLOSE_UNAUTHORIZED = 4001
 CLOSE_FLOOD = 4029
 
 
-@database_sync_to_async
-def _symbols_known(symbols: set[str]) -> set[str]:
-    return set(Instrument.objects.filter(symbol__in=symbols).values_list("symbol", flat=True))
+@dataclass
+class _Subscription:
+    """One subscribed name: the channel layer groups it listens to, the accounts it covers
+    (private streams), the snapshot it started from (book), its coalesced diffs (a book with an
+    update speed), and the last ticker it sent."""
+
+    stream: StreamName
+    groups: tuple[str, ...]
+    accounts: frozenset[int] = frozenset()
+    floor: int = 0
+    coalescer: BookCoalescer = field(default_factory=BookCoalescer)
+    flush_at: float | None = None
 
 
 class StreamConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         serving_loop_set(asyncio.get_running_loop())
-        self.streams: set[str] = set()
-        self.window_start = time.monotonic()
-        self.window_count = 0
+        self.subscriptions: dict[str, _Subscription] = {}
+        self.reorder = Reorder(
+            window_seconds=settings.WS_REORDER_WINDOW_MS / 1000, window_messages=settings.WS_REORDER_WINDOW_MESSAGES
+        )
+        user = self.scope.get("user")
+        self.user = user if getattr(user, "is_authenticated", False) else None
+        self.can_read_private = self.user is not None
+        self.window_start, self.window_count = time.monotonic(), 0
+        self.timer: asyncio.TimerHandle | None = None
         await self.accept()
+        presented = _presented_key(self.scope)
+        if presented is not None:
+            await self._authenticate(presented)
 
     async def disconnect(self, code: int) -> None:
-        for stream in self.streams:
-            await self.channel_layer.group_discard(stream, self.channel_name)
+        if self.timer is not None:
+            self.timer.cancel()
+        for sub in self.subscriptions.values():
+            if sub.stream.kind == "ticker":
+                await ticker_hub(self.channel_layer).unfollow(sub.stream.symbol, self.channel_name)
+        for group in self._groups():
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    # -- client frames ---------------------------------------------------------------------
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
         if await self._flooded():
@@ -67,7 +106,13 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         if op == "ping":
             await self.send_json({"op": "pong", "ts": int(time.time() * 1000)})
         elif op == "list":
-            await self.send_json({"op": "list", "streams": sorted(self.streams)})
+            await self.send_json({"op": "list", "streams": sorted(self.subscriptions)})
+        elif op == "auth":
+            key = content.get("api_key")
+            if not isinstance(key, str) or not key:
+                await self._error("bad_auth", '"api_key" must be the API key, as a string.')
+            else:
+                await self._authenticate(key)
         elif op in ("subscribe", "unsubscribe"):
             streams = content.get("streams")
             if not isinstance(streams, list) or not streams or not all(isinstance(s, str) for s in streams):
@@ -77,39 +122,184 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
             else:
                 await self._unsubscribe(streams)
         else:
-            await self._error("unknown_op", "op must be one of subscribe, unsubscribe, list, ping.")
+            await self._error("unknown_op", "op must be one of auth, subscribe, unsubscribe, list, ping.")
+
+    async def _authenticate(self, raw_key: str) -> None:
+        try:
+            api_key = await database_sync_to_async(api_key_authenticate)(raw_key=raw_key, ip=_scope_ip(self.scope))
+        except ApiKeyRejected as rejected:
+            await self._error("auth_failed", f"{rejected.message} ({rejected.code})")
+            await self.close(code=CLOSE_UNAUTHORIZED)
+            return
+        self.user = api_key.user
+        self.can_read_private = api_key.has_scope(ApiKeyScope.READ)
+        await self.send_json({"op": "authenticated", "user": self.user.get_username()})
 
     async def _subscribe(self, names: list[str]) -> None:
         parsed = {name: stream_parse(name) for name in names}
-        unknown = [name for name, found in parsed.items() if found is None]
-        known = await _symbols_known({found[1] for found in parsed.values() if found is not None})
-        unknown += [name for name, found in parsed.items() if found is not None and found[1] not in known]
+        wanted = {found.name: found for found in parsed.values() if found is not None}
+        symbols = {found.symbol for found in wanted.values() if found.symbol}
+        known = set(await database_sync_to_async(tape_seqs)(symbols=symbols)) if symbols else set()
+        unknown = [
+            name for name, found in parsed.items() if found is None or (found.symbol and found.symbol not in known)
+        ]
         if unknown:
-            await self._error(
-                "unknown_stream",
-                f"No such stream: {', '.join(unknown)}. Available: trades.<SYMBOL>, candles.<SYMBOL>.<interval>.",
-            )
+            await self._error("unknown_stream", f"No such stream: {', '.join(unknown)}. {STREAMS_AVAILABLE}")
             return
-        wanted = {found[0] for found in parsed.values() if found is not None}
-        if len(self.streams | wanted) > settings.WS_MAX_STREAMS:
+        new = [found for name, found in sorted(wanted.items()) if name not in self.subscriptions]
+        if len(self.subscriptions) + len(new) > settings.WS_MAX_STREAMS:
             await self._error("too_many_streams", f"At most {settings.WS_MAX_STREAMS} streams per connection.")
             return
-        for stream in sorted(wanted - self.streams):
-            await self.channel_layer.group_add(stream, self.channel_name)
-        self.streams |= wanted
+        accounts = await self._accounts_of([found for found in new if found.kind in PRIVATE])
+        if accounts is None:
+            return
+        for found in new:
+            owned = accounts if found.account_id is None else frozenset({found.account_id})
+            if found.kind in PRIVATE:
+                groups = tuple(account_group(pk) for pk in sorted(owned))
+            else:
+                groups = () if found.kind == "ticker" else (found.group,)
+            for group in set(groups) - self._groups():
+                await self.channel_layer.group_add(group, self.channel_name)
+            self.subscriptions[found.name] = _Subscription(
+                found, groups, frozenset(owned) if found.kind in PRIVATE else frozenset()
+            )
+        starts = await database_sync_to_async(_start_points)(new, self.user)
         await self.send_json({"op": "subscribed", "streams": sorted(wanted)})
+        for found in new:
+            await self._start(self.subscriptions[found.name], starts)
+
+    async def _accounts_of(self, private: list[StreamName]) -> frozenset[int] | None:
+        """The user's own accounts, when the private subscriptions asked for are theirs; None
+        after an error frame."""
+        if not private:
+            return frozenset()
+        names = ", ".join(found.name for found in private)
+        if self.user is None or not self.can_read_private:
+            await self._error(
+                "unauthorized_stream", f"{names}: authenticate first (a session, or an API key with the read scope)."
+            )
+            return None
+        owned = frozenset(await database_sync_to_async(account_ids_owned)(user=self.user))
+        refused = [found.name for found in private if found.account_id is not None and found.account_id not in owned]
+        if refused:
+            await self._error("unauthorized_stream", f"{', '.join(refused)}: not an account of yours.")
+            return None
+        return owned
+
+    async def _start(self, sub: _Subscription, starts: dict[Hashable, Any]) -> None:
+        """Where a new subscription's messages start: after its book snapshot (sent now), or
+        after the counters read once its groups were joined (what came before is in REST). A
+        stream another subscription already follows keeps its place."""
+        found = sub.stream
+        if found.kind == "book":
+            depth = starts[found.group]
+            sub.floor = depth.sequence
+            self.reorder.start(found.group, depth.sequence, keep=True)
+            await self.send_json(_snapshot_json(found.name, depth))
+        elif found.kind in PRIVATE:
+            for account_id in sub.accounts:
+                self.reorder.start((found.kind, account_id), starts[(found.kind, account_id)], keep=True)
+        elif found.kind == "ticker":
+            await ticker_hub(self.channel_layer).follow(found.symbol, self.channel_name)
+            if starts.get(found.group) is not None:
+                sub.floor = starts[found.group]["seq"]
+                await self.send_json({**_client_part(starts[found.group]), "ts": int(time.time() * 1000)})
+        else:
+            self.reorder.start(found.group, starts[found.group], keep=True)
 
     async def _unsubscribe(self, names: list[str]) -> None:
         parsed = [stream_parse(name) for name in names]
-        gone = {found[0] for found in parsed if found is not None} & self.streams
-        for stream in sorted(gone):
-            await self.channel_layer.group_discard(stream, self.channel_name)
-        self.streams -= gone
-        await self.send_json({"op": "unsubscribed", "streams": sorted(gone)})
+        gone = sorted({found.name for found in parsed if found is not None} & set(self.subscriptions))
+        kept_before = self._groups()
+        for name in gone:
+            found = self.subscriptions.pop(name).stream
+            if found.kind == "ticker":
+                await ticker_hub(self.channel_layer).unfollow(found.symbol, self.channel_name)
+        for group in kept_before - self._groups():
+            await self.channel_layer.group_discard(group, self.channel_name)
+        self.reorder.keep_only(self._reorder_keys())
+        await self.send_json({"op": "unsubscribed", "streams": gone})
+
+    # -- stream messages -------------------------------------------------------------------
 
     async def stream_message(self, event: dict) -> None:
-        if event["stream"] in self.streams:
-            await self.send_json({key: event[key] for key in ("stream", "seq", "ts", "data")})
+        message = _client_part(event)
+        if message["stream"].startswith("ticker."):
+            await self._deliver(message)
+            return
+        key = (message["stream"], message["account"]) if "account" in message else message["stream"]
+        for ready in self.reorder.accept(key, message, self._now()):
+            await self._deliver(ready)
+        self._arm()
+
+    async def _deliver(self, message: Message) -> None:
+        """One message, in order, to the subscriptions it belongs to (once per private stream)."""
+        stream = message["stream"]
+        if stream in PRIVATE:
+            if any(
+                sub.stream.kind == stream and message["account"] in sub.accounts for sub in self.subscriptions.values()
+            ):
+                await self.send_json(message)
+            return
+        for sub in list(self.subscriptions.values()):
+            if sub.stream.group != stream or message["seq"] <= sub.floor:
+                continue
+            if sub.stream.kind == "ticker":
+                sub.floor = message["seq"]
+                await self.send_json(message)
+            elif sub.stream.interval_ms:
+                sub.coalescer.add(message)
+                if sub.flush_at is None:
+                    sub.flush_at = self._now() + sub.stream.interval_ms / 1000
+            elif sub.stream.kind == "book":
+                await self.send_json({**message, "data": {"snapshot": False, **message["data"]}})
+            else:
+                await self.send_json(message)
+
+    def _arm(self) -> None:
+        """Wake up when the next held message's window or coalesced book is due."""
+        due = [sub.flush_at for sub in self.subscriptions.values() if sub.flush_at is not None]
+        reorder_due = self.reorder.next_due()
+        if reorder_due is not None:
+            due.append(reorder_due)
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if due:
+            loop = asyncio.get_running_loop()
+            self.timer = loop.call_at(min(due), lambda: loop.create_task(self._on_timer()))
+
+    async def _on_timer(self) -> None:
+        self.timer = None
+        now = self._now()
+        for ready in self.reorder.due(now):
+            await self._deliver(ready)
+        for sub in list(self.subscriptions.values()):
+            if sub.flush_at is not None and sub.flush_at <= now:
+                sub.flush_at = None
+                merged = sub.coalescer.take(sub.stream.name, int(time.time() * 1000))
+                if merged is not None:
+                    await self.send_json(merged)
+        self._arm()
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _groups(self) -> set[str]:
+        return {group for sub in self.subscriptions.values() for group in sub.groups}
+
+    def _reorder_keys(self) -> set[Hashable]:
+        keys: set[Hashable] = set()
+        for sub in self.subscriptions.values():
+            if sub.stream.kind in PRIVATE:
+                keys |= {(sub.stream.kind, account_id) for account_id in sub.accounts}
+            else:
+                keys.add(sub.stream.group)
+        return keys
+
+    @staticmethod
+    def _now() -> float:
+        return asyncio.get_running_loop().time()
 
     async def _flooded(self) -> bool:
         now = time.monotonic()
@@ -124,3 +314,66 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
 
     async def _error(self, code: str, message: str) -> None:
         await self.send_json({"op": "error", "code": code, "message": message})
+
+
+STREAMS_AVAILABLE = (
+    "Available: trades.<SYMBOL>, book.<SYMBOL> (or @100ms, @1000ms), ticker.<SYMBOL>, "
+    "candles.<SYMBOL>.<interval>, and your own orders, fills, balances (or .<account id>)."
+)
+
+
+def _start_points(new: list[StreamName], user) -> dict[Hashable, Any]:
+    """Read once the groups are joined: each new subscription's starting number (the book's
+    snapshot for a book)."""
+    starts: dict[Hashable, Any] = {}
+    symbols = {found.symbol for found in new if found.kind in ("trades", "candles")}
+    tape = tape_seqs(symbols=symbols) if symbols else {}
+    for found in new:
+        if found.kind == "book" and found.group not in starts:
+            starts[found.group] = book_depth(
+                instrument=Instrument.objects.get(symbol=found.symbol), levels=settings.WS_BOOK_SNAPSHOT_LEVELS
+            )
+        elif found.kind in ("trades", "candles"):
+            starts[found.group] = tape[found.symbol]
+        elif found.kind == "ticker":
+            starts[found.group] = ticker_message(found.symbol)
+    private = [found for found in new if found.kind in PRIVATE]
+    if private:
+        for account_id, counters in account_stream_seqs(user=user).items():
+            for kind, seq in zip(PRIVATE_ORDER, counters, strict=True):
+                starts[(kind, account_id)] = seq
+    return starts
+
+
+def _client_part(event: dict) -> Message:
+    return {key: event[key] for key in ("stream", "seq", "ts", "data", "account") if key in event}
+
+
+def _snapshot_json(name: str, depth: Depth) -> Message:
+    return {
+        "stream": name,
+        "seq": depth.sequence,
+        "ts": int(time.time() * 1000),
+        "data": {
+            "snapshot": True,
+            "bids": [[amount_text(level.price), amount_text(level.quantity)] for level in depth.bids],
+            "asks": [[amount_text(level.price), amount_text(level.quantity)] for level in depth.asks],
+        },
+    }
+
+
+def _presented_key(scope: dict) -> str | None:
+    """An API key sent with the handshake: `X-API-Key: <key>` or `Authorization: Api-Key <key>`."""
+    headers = dict(scope.get("headers") or [])
+    authorization = headers.get(b"authorization", b"").decode("latin-1")
+    scheme, _, credentials = authorization.partition(" ")
+    if scheme.lower() == "api-key" and credentials.strip():
+        return credentials.strip()
+    key = headers.get(b"x-api-key", b"").decode("latin-1").strip()
+    return key or None
+
+
+def _scope_ip(scope: dict) -> str | None:
+    headers = dict(scope.get("headers") or [])
+    client = scope.get("client") or ("", 0)
+    return client_ip_from(client[0] or "", headers.get(b"x-forwarded-for", b"").decode("latin-1"))

@@ -82,6 +82,9 @@ class Instrument(models.Model):
     #: Numbers the `trades.<SYMBOL>` stream's messages in commit order, gap-free (ADR 0006):
     #: every transaction that trades adds one, under the instrument's lock.
     tape_seq = models.BigIntegerField(default=0, editable=False)
+    #: Numbers the `book.<SYMBOL>` stream's diffs the same way: every transaction that changes
+    #: a price level of the book adds one. REST depth's `sequence` is this number.
+    book_seq = models.BigIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -42,6 +42,11 @@ class CandleRow(NamedTuple):
     trade_count: int
 
 
+def tape_seqs(*, symbols: set[str]) -> dict[str, int]:
+    """The current `tape_seq` of each known instrument among `symbols` (exact symbols)."""
+    return dict(Instrument.objects.filter(symbol__in=symbols).values_list("symbol", "tape_seq"))
+
+
 def candles_range(
     *,
     instrument: Instrument,

@@ -6,9 +6,15 @@ WebSocket consumer subscribed to it forwards it to its client. A message carries
 inside the transaction under the instrument's lock, so a client sees the commit order and any
 gap (then it resyncs from REST, which is the truth).
 
-Built so far: `trades.<SYMBOL>`, one message per transaction that traded, and
-`candles.<SYMBOL>.<interval>`, the candle that transaction changed (both numbered by the
-instrument's `tape_seq`). The book, ticker and private streams follow ADR 0006.
+- `trades.<SYMBOL>`: one message per transaction that traded (its trades), and
+  `candles.<SYMBOL>.<interval>`: the candle that transaction changed; both numbered by the
+  instrument's `tape_seq`;
+- `book.<SYMBOL>`: one diff per transaction that changed a price level, numbered by
+  `book_seq` (the consumer sends a snapshot first);
+- `ticker.<SYMBOL>`: the 24 h ticker, read by the serving processes that have subscribers
+  (`marketdata.tickers`), at most once per `WS_TICKER_INTERVAL_MS`;
+- `orders`, `fills`, `balances`: one message per order, fill or balance changed, numbered per
+  account and stream by the account's counters, sent to the account's group.
 """
 
 from __future__ import annotations
@@ -19,48 +25,87 @@ import os
 import re
 import threading
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 from channels.layers import get_channel_layer
 
-from trading.events import TradingEvent
+from trading.events import PRIVATE_STREAMS, TradingEvent
 
 logger = structlog.get_logger("marketdata.streams")
 
-#: Stream names a client may subscribe to: the kind, then the symbol (and the interval).
+#: Public streams a client may subscribe to: the kind, then the symbol (and the interval, or
+#: for the book an update speed: diffs merged and sent every 100 ms or 1000 ms).
 STREAM_PATTERNS = {
     "trades": re.compile(r"^trades\.([A-Z0-9]{2,32})$"),
+    "book": re.compile(r"^book\.([A-Z0-9]{2,32})(?:@(100|1000)MS)?$"),
+    "ticker": re.compile(r"^ticker\.([A-Z0-9]{2,32})$"),
     "candles": re.compile(r"^candles\.([A-Z0-9]{2,32})\.(1M|5M|15M|1H|4H|1D)$"),
 }
+#: Private streams: the subscriber's own accounts' orders, fills and balances, all of them
+#: (`orders`) or one (`orders.<account id>`).
+PRIVATE = frozenset(PRIVATE_STREAMS.values())
+_PRIVATE_PATTERN = re.compile(r"^(orders|fills|balances)(?:\.([0-9]{1,18}))?$")
 
 
-def stream_parse(name: str) -> tuple[str, str] | None:
-    """(the stream's canonical name, its symbol) for a name such as `trades.btcusdt` or
-    `candles.BTCUSDT.1m` (any case), or None when no stream has that shape."""
+class StreamName(NamedTuple):
+    """A parsed subscription. `name` is canonical (symbols upper case, intervals lower case);
+    `group` is the channel layer group of a public stream (its messages' `stream`)."""
+
+    name: str
+    kind: str
+    symbol: str = ""
+    group: str = ""
+    interval_ms: int = 0
+    account_id: int | None = None
+
+
+def stream_parse(name: str) -> StreamName | None:
+    """The subscription a name such as `trades.btcusdt`, `book.BTCUSDT@100ms`,
+    `candles.BTCUSDT.1m` or `orders.42` stands for, or None when no stream has that shape."""
+    private = _PRIVATE_PATTERN.match(name.lower())
+    if private is not None:
+        account = private.group(2)
+        return StreamName(name.lower(), private.group(1), account_id=int(account) if account else None)
     kind, _, rest = name.partition(".")
     pattern = STREAM_PATTERNS.get(kind)
     match = pattern.match(f"{kind}.{rest.upper()}") if pattern else None
     if match is None:
         return None
     symbol = match.group(1)
-    return (f"{kind}.{symbol}.{match.group(2).lower()}" if kind == "candles" else f"{kind}.{symbol}"), symbol
+    if kind == "candles":
+        group = f"candles.{symbol}.{match.group(2).lower()}"
+        return StreamName(group, kind, symbol, group)
+    if kind == "book" and match.group(2):
+        return StreamName(f"book.{symbol}@{match.group(2)}ms", kind, symbol, f"book.{symbol}", int(match.group(2)))
+    return StreamName(f"{kind}.{symbol}", kind, symbol, f"{kind}.{symbol}")
+
+
+def account_group(account_id: int) -> str:
+    """The channel layer group of one account's private messages (all three streams)."""
+    return f"account.{account_id}"
 
 
 def publish(sender: Any, event: TradingEvent, **kwargs: Any) -> None:
     """`trading_event` receiver: the event's stream message to its group. The committing
     thread only hands it over (`_sender`); the channel layer may drop a message under load,
     and the client sees that as a gap in `seq`."""
-    if event.kind == "trades":
-        _send(f"trades.{event.symbol}", event.data["seq"], event.data["trades"])
+    if event.kind in PRIVATE_STREAMS and event.account_id is not None:
+        stream = PRIVATE_STREAMS[event.kind]
+        _send(account_group(event.account_id), stream, event.seq, event.data, account=event.account_id)
+    elif event.kind == "trades":
+        _send(f"trades.{event.symbol}", f"trades.{event.symbol}", event.seq, event.data["trades"])
+    elif event.kind == "book":
+        _send(f"book.{event.symbol}", f"book.{event.symbol}", event.seq, event.data)
     elif event.kind == "candles":
         for interval, candle in event.data["candles"].items():
-            _send(f"candles.{event.symbol}.{interval}", event.data["seq"], candle)
+            stream = f"candles.{event.symbol}.{interval}"
+            _send(stream, stream, event.seq, candle)
 
 
-def _send(stream: str, seq: int, data: Any) -> None:
+def _send(group: str, stream: str, seq: int, data: Any, **extra: Any) -> None:
     message = {"type": "stream.message", "stream": stream, "seq": seq, "ts": int(time.time() * 1000), "data": data}
-    _sender.send(stream, message)  # the group is named as the stream
+    _sender.send(group, {**message, **extra})
 
 
 def serving_loop_set(loop: asyncio.AbstractEventLoop) -> None:
@@ -85,11 +130,12 @@ class _Sender:
         layer = get_channel_layer()
         if layer is None:
             return
-        loop = self.serving_loop if self.serving_loop is not None and self.serving_loop.is_running() else self._loop()
-        future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), loop)
+        future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), self._target())
         future.add_done_callback(lambda done: _log_failure(done, group, message["seq"]))
 
-    def _loop(self) -> asyncio.AbstractEventLoop:
+    def _target(self) -> asyncio.AbstractEventLoop:
+        if self.serving_loop is not None and self.serving_loop.is_running():
+            return self.serving_loop
         with self._lock:
             if self._own is None or self._own[0] != os.getpid():
                 loop = asyncio.new_event_loop()

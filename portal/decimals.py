@@ -57,3 +57,8 @@ def fits_storage(value: Decimal) -> bool:
     if isinstance(exponent, int) and exponent < -AMOUNT_PLACES and value != value.quantize(AMOUNT_UNIT):
         return False
     return abs(value) < Decimal(10) ** (AMOUNT_DIGITS - AMOUNT_PLACES)
+
+
+def amount_text(value: Decimal) -> str:
+    """An amount as the API writes it: fixed-point, 8 decimals, never exponent notation."""
+    return format(value.quantize(AMOUNT_UNIT), "f")

@@ -16,12 +16,16 @@ def client_ip(request: HttpRequest) -> str | None:
 
 
 def _client_ip(request: HttpRequest) -> str | None:
-    candidate = request.META.get("REMOTE_ADDR", "")
-    if settings.TRUST_X_FORWARDED_FOR:
-        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-        if forwarded:
-            # The entry our proxy appended is the last one; earlier ones come from the client.
-            candidate = forwarded.split(",")[-1].strip()
+    return client_ip_from(request.META.get("REMOTE_ADDR", ""), request.META.get("HTTP_X_FORWARDED_FOR", ""))
+
+
+def client_ip_from(remote_addr: str, forwarded_for: str) -> str | None:
+    """The client's address from the peer's and the X-Forwarded-For header (HTTP or a
+    WebSocket handshake)."""
+    candidate = remote_addr
+    if settings.TRUST_X_FORWARDED_FOR and forwarded_for:
+        # The entry our proxy appended is the last one; earlier ones come from the client.
+        candidate = forwarded_for.split(",")[-1].strip()
     try:
         return str(ipaddress.ip_address(candidate))
     except ValueError:

@@ -35,6 +35,7 @@ from portal import rawsql
 from portal.decimals import ZERO, ceil_amount, ceil_to, floor_amount, floor_to
 from portal.errors import NotFoundError
 from riskmgmt.checks import PreTradeSnapshot
+from trading.book import is_resting, level_sizes_issue, levels_touched
 from trading.choices import (
     MARKET_TYPES,
     OPEN_STATUSES,
@@ -49,10 +50,13 @@ from trading.choices import (
 from trading.events import (
     TradingEvent,
     balance_event,
+    book_event,
     candles_event,
+    fill_events,
     order_event,
-    publish_after_commit,
-    trade_event,
+    private_seq_issue,
+    send_after_commit,
+    trade_json,
     trades_event,
 )
 from trading.ledger import AppliedBalance, BalanceChange, LedgerBatch
@@ -66,6 +70,7 @@ MAX_TRIGGER_ROUNDS = 100
 ENGINE_ACTOR = "engine"
 
 _POSITION_FIELDS = ("quantity", "average_price", "realized_pnl", "fees_paid", "updated_at")
+_INSTRUMENT_UPDATE_FIELDS = ("order_seq", "last_price", "last_trade_at", "tape_seq", "book_seq")
 _ORDER_UPDATE_FIELDS = (
     "status",
     "executed_qty",
@@ -209,6 +214,9 @@ class MatchingSession:
         #: Who placed each new order, and from which request (a batch holds several callers').
         self._placed_by: dict[int, tuple[Any, AuditContext]] = {}
         self._rejected: list[AuditSpec] = []
+        #: Orders that rested in the book when the session first saw them: the book levels
+        #: they leave or shrink change even when they do not rest any more.
+        self._resting_before: set[int] = set()
 
     # -- lock and identity map ------------------------------------------------------------
 
@@ -238,6 +246,8 @@ class MatchingSession:
             return known
         order.instrument = self.instrument
         self._orders[order.pk] = order
+        if order.pk not in self._new_order_ids and is_resting(order):
+            self._resting_before.add(order.pk)
         return order
 
     def order_get(self, order_id: int) -> Order | None:
@@ -615,17 +625,27 @@ class MatchingSession:
         orders, balances (in the global lock order), positions, the instrument's last price and
         sequence, the read of the candles the trades fall in, and the audit chain's lock and
         head; then, with the trades' ids and the new balances known, the ledger entries, the
-        merged candles and the audit events. Events publish after commit."""
+        merged candles and the audit events. Events publish after commit.
+
+        The book levels its orders touched are read back after the order writes, for the
+        book stream's diff; the tape and book streams' sequences count up with the instrument
+        row, under its lock (ADR 0006)."""
+        written = {**{pk: self._orders[pk] for pk in self._new_order_ids}, **self._dirty}
+        touched = levels_touched(written.values(), resting_before=self._resting_before)
+        if self._trades:
+            self.instrument.tape_seq += 1
+        if touched:
+            self.instrument.book_seq += 1
+            self._instrument_changed = True
         with rawsql.pipeline():
             trade_keys_set = rawsql.insert_issue(self._trades)
             for order in self._dirty.values():
                 rawsql.update_issue(order, _ORDER_UPDATE_FIELDS)
+            level_sizes = level_sizes_issue(self.instrument.pk, touched)
             balances = self.batch.apply_issue() if apply_balances else None
             position_keys_set = self._positions_issue()
-            if self._trades:
-                self.instrument.tape_seq += 1  # the tape stream's next message (ADR 0006)
             if self._instrument_changed:
-                rawsql.update_issue(self.instrument, ("order_seq", "last_price", "last_trade_at", "tape_seq"))
+                rawsql.update_issue(self.instrument, _INSTRUMENT_UPDATE_FIELDS)
             candles_write_issue = candles_update_issue(self.instrument.pk, self._trades)
             chain = audit_chain_claim()
         trade_keys_set()
@@ -635,12 +655,15 @@ class MatchingSession:
             entry_keys_set = balances.entries_issue() if balances is not None else None
             candles = candles_write_issue()
             audit_append_issue(chain, self._audit_specs())
+            private_events = private_seq_issue(self._private_events(written, applied))
         if entry_keys_set is not None:
             entry_keys_set()
-        self._publish(applied, candles)
+        send_after_commit([*private_events(), *self._public_events(candles, level_sizes())])
         self._trades, self._trade_contexts, self._dirty, self._audit, self._positions = [], [], {}, [], {}
         self._rejected, self._events = [], []
         self._new_order_ids, self._placed_by = set(), {}
+        self._resting_before = {pk for pk, order in self._orders.items() if is_resting(order)}
+        self._instrument_changed = False
 
     def _audit_specs(self) -> list[AuditSpec]:
         """Placements and refusals first, then what the engine did (expiries, triggers,
@@ -667,29 +690,41 @@ class MatchingSession:
         ]
         return [*placed, *self._rejected, *self._audit, *fills]
 
-    def _publish(self, applied: list[AppliedBalance], candles: dict) -> None:
+    def _private_events(self, written: dict[int, Order], applied: list[AppliedBalance]) -> list[TradingEvent]:
+        """The owners' messages: each order as written (and each refusal), each fill from both
+        sides, each balance changed."""
         asset_codes = {
             self.instrument.base_id: self.instrument.base.code,
             self.instrument.quote_id: self.instrument.quote.code,
         }
-        published = {**{pk: self._orders[pk] for pk in self._new_order_ids}, **self._dirty}
-        events: list[TradingEvent] = [*self._events, *(order_event(order) for order in published.values())]
-        symbol = self.instrument.symbol
-        trades = [trade_event(trade, symbol=symbol) for trade in self._trades]
-        events += trades
-        if trades:
-            events.append(trades_event(trades, symbol=symbol, seq=self.instrument.tape_seq))
-            events.append(candles_event(candles, symbol=symbol, seq=self.instrument.tape_seq))
-        events += [
-            balance_event(
-                account_id=balance.account_id,
-                asset_code=asset_codes.get(balance.asset_id, str(balance.asset_id)),
-                free=balance.free,
-                locked=balance.locked,
-            )
-            for balance in applied
+        symbol, quote = self.instrument.symbol, self.instrument.quote.code
+        return [
+            *self._events,
+            *(order_event(order) for order in written.values()),
+            *(event for trade in self._trades for event in fill_events(trade, symbol=symbol, quote_asset=quote)),
+            *(
+                balance_event(
+                    account_id=balance.account_id,
+                    asset_code=asset_codes.get(balance.asset_id, str(balance.asset_id)),
+                    free=balance.free,
+                    locked=balance.locked,
+                )
+                for balance in applied
+            ),
         ]
-        publish_after_commit(events)
+
+    def _public_events(self, candles: dict, level_sizes: dict) -> list[TradingEvent]:
+        """The instrument's messages: the tape and the candles it changed, numbered by
+        `tape_seq`; the book levels it changed, by `book_seq`."""
+        symbol = self.instrument.symbol
+        events = []
+        if self._trades:
+            tape = [trade_json(trade, symbol=symbol) for trade in self._trades]
+            events.append(trades_event(tape, symbol=symbol, seq=self.instrument.tape_seq))
+            events.append(candles_event(candles, symbol=symbol, seq=self.instrument.tape_seq))
+        if level_sizes:
+            events.append(book_event(level_sizes, symbol=symbol, seq=self.instrument.book_seq))
+        return events
 
     def _positions_issue(self) -> Callable[[], None]:
         new = [position for position in self._positions.values() if position.pk is None]

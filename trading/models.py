@@ -40,6 +40,11 @@ class TradingAccount(models.Model):
         default=SelfTradePrevention.EXPIRE_TAKER,
     )
     is_active = models.BooleanField(default=True)
+    #: Number the messages of the owner's private streams about this account (`orders`,
+    #: `fills`, `balances`), gap-free per stream, inside the transactions that make them (ADR 0006).
+    orders_seq = models.BigIntegerField(default=0, editable=False)
+    fills_seq = models.BigIntegerField(default=0, editable=False)
+    balances_seq = models.BigIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

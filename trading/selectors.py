@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time
 from decimal import Decimal
 
+from django.db import transaction
 from django.db.models import Count, DecimalField, F, Min, Q, QuerySet, Sum
 from django.utils import timezone
 
@@ -71,6 +72,20 @@ def _visible_to(user, queryset: QuerySet, owner_lookup: str = "account__owner") 
 
 def accounts_visible_to(user) -> QuerySet[TradingAccount]:
     return _visible_to(user, TradingAccount.objects.select_related("owner", "venue"), owner_lookup="owner")
+
+
+def account_ids_owned(*, user) -> set[int]:
+    return set(TradingAccount.objects.filter(owner=user).values_list("pk", flat=True))
+
+
+def account_stream_seqs(*, user, account_ids: set[int] | None = None) -> dict[int, tuple[int, int, int]]:
+    """The private streams' counters (orders, fills, balances) of `user`'s own accounts (all
+    of them, or those among `account_ids`): private streams carry only the owner's accounts,
+    whatever the user's role."""
+    accounts = TradingAccount.objects.filter(owner=user)
+    if account_ids is not None:
+        accounts = accounts.filter(pk__in=account_ids)
+    return {pk: seqs for pk, *seqs in accounts.values_list("pk", "orders_seq", "fills_seq", "balances_seq")}  # type: ignore[misc]
 
 
 def orders_visible_to(user) -> QuerySet[Order]:
@@ -170,7 +185,13 @@ class Depth:
 
 
 def book_depth(*, instrument: Instrument, levels: int = 20) -> Depth:
-    """Aggregated resting quantity per price level, best first, from the book index."""
+    """Aggregated resting quantity per price level, best first (at most `levels` a side, from
+    the book index), with the `book_seq` it stands at: the book stream's diffs numbered above
+    it apply on top (ADR 0006).
+
+    The sequence is read before and after the levels; equal, no transaction changed the book
+    in between (each one that does adds to it), so the levels are exactly the book at that
+    number. A busy book that keeps moving is read once more under the instrument's lock."""
     book = Order.objects.filter(instrument=instrument, status__in=OPEN_STATUSES, is_working=True)
 
     def side_levels(side: str, ordering: str) -> list[DepthLevel]:
@@ -187,12 +208,27 @@ def book_depth(*, instrument: Instrument, levels: int = 20) -> Depth:
         )
         return [DepthLevel(row["price"], row["quantity"], row["orders"]) for row in rows]
 
-    return Depth(
-        symbol=instrument.symbol,
-        sequence=instrument.order_seq,
-        bids=side_levels(Side.BUY, "-price"),
-        asks=side_levels(Side.SELL, "price"),
-    )
+    def sequence(*, lock: bool = False) -> int:
+        rows = Instrument.objects.filter(pk=instrument.pk)
+        return (rows.select_for_update(no_key=True) if lock else rows).values_list("book_seq", flat=True).get()
+
+    for _ in range(_DEPTH_OPTIMISTIC_READS):
+        before = sequence()
+        bids, asks = side_levels(Side.BUY, "-price"), side_levels(Side.SELL, "price")
+        if sequence() == before:
+            return Depth(symbol=instrument.symbol, sequence=before, bids=bids, asks=asks)
+    with transaction.atomic():
+        before = sequence(lock=True)
+        return Depth(
+            symbol=instrument.symbol,
+            sequence=before,
+            bids=side_levels(Side.BUY, "-price"),
+            asks=side_levels(Side.SELL, "price"),
+        )
+
+
+#: Reads of the depth before it takes the instrument's lock to read a book that keeps changing.
+_DEPTH_OPTIMISTIC_READS = 3
 
 
 def recent_trades(*, instrument: Instrument, limit: int = 50) -> QuerySet[Trade]:

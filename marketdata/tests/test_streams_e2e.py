@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from django.conf import settings
 from django.db import connection
 
 from marketdata.tests.test_candles import cross  # noqa: F401 - a fixture
+from portal.api_keys import api_key_create
 
 pytestmark = pytest.mark.django_db(transaction=True)
 BIN = Path(sys.executable).parent
@@ -97,3 +99,83 @@ def test_a_trade_reaches_a_websocket_client_of_daphne_through_redis(daphne_port,
     assert subscribed == {"op": "subscribed", "streams": ["trades.BTCUSDT"]}
     assert (first["stream"], first["seq"], first["data"][0]["price"]) == ("trades.BTCUSDT", 1, "101.00000000")
     assert (second["seq"], second["data"][0]["price"]) == (2, "103.00000000")
+
+
+def _api(port: int, method: str, path: str, key: str, body: dict | None = None) -> dict:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/v1/{path}",
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"X-API-Key": key, "Content-Type": "application/json", "Accept": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - 127.0.0.1 only
+        return json.loads(response.read())
+
+
+def test_orders_placed_through_the_api_stream_contiguously_and_rebuild_the_exact_book(
+    daphne_port, funded_account, market
+):
+    alice = funded_account("alice", BTC="10", USDT="10000")
+    bob = funded_account("bob", BTC="10", USDT="10000")
+    alice_key = api_key_create(user=alice.owner, name="e2e", scopes=["trade"]).raw_key
+    bob_key = api_key_create(user=bob.owner, name="e2e", scopes=["trade"]).raw_key
+    orders = [
+        (alice_key, alice, "SELL", "1", "101"),
+        (alice_key, alice, "SELL", "1", "102"),
+        (alice_key, alice, "BUY", "2", "99"),
+        (bob_key, bob, "BUY", "1.5", "102"),  # takes 101, then half of 102
+        (bob_key, bob, "SELL", "0.5", "99"),  # a quarter of the 99 bid
+        (bob_key, bob, "BUY", "0.25", "100"),  # rests
+    ]
+
+    async def scenario():
+        uri = f"ws://127.0.0.1:{daphne_port}/ws/v1/"
+        async with websockets.connect(
+            uri, origin="http://localhost", additional_headers={"X-API-Key": alice_key}
+        ) as client:
+            authenticated = json.loads(await asyncio.wait_for(client.recv(), 5))
+            await client.send(
+                json.dumps({"op": "subscribe", "streams": ["trades.BTCUSDT", "book.BTCUSDT", "orders", "fills"]})
+            )
+            received = [json.loads(await asyncio.wait_for(client.recv(), 5)) for _ in range(2)]  # subscribed, snapshot
+            for key, account, side, qty, price in orders:
+                body = {"account": account.pk, "symbol": "BTCUSDT", "side": side, "type": "LIMIT", "quantity": qty}
+                await asyncio.to_thread(_api, daphne_port, "POST", "orders", key, {**body, "price": price})
+            with contextlib.suppress(TimeoutError):
+                while True:
+                    received.append(json.loads(await asyncio.wait_for(client.recv(), 2)))
+        depth = await asyncio.to_thread(_api, daphne_port, "GET", "markets/BTCUSDT/depth?limit=500", alice_key)
+        return authenticated, received, depth
+
+    authenticated, received, depth = async_to_sync(scenario)()
+    assert authenticated == {"op": "authenticated", "user": "alice"}
+    streams = {name: [m for m in received if m.get("stream") == name] for name in ("trades.BTCUSDT", "book.BTCUSDT")}
+    for name in ("orders", "fills"):
+        streams[name] = [m for m in received if m.get("stream") == name]
+    for name, messages in streams.items():
+        seqs = [m["seq"] for m in messages]
+        assert seqs and seqs == list(range(seqs[0], seqs[0] + len(seqs))), (name, seqs)
+    assert len(streams["trades.BTCUSDT"]) == 2
+    assert {m["account"] for m in streams["orders"] + streams["fills"]} == {alice.pk}
+    assert [(m["data"]["price"], m["data"]["role"]) for m in streams["fills"]] == [
+        ("101.00000000", "MAKER"),
+        ("102.00000000", "MAKER"),
+        ("99.00000000", "MAKER"),
+    ]
+    snapshot, *diffs = streams["book.BTCUSDT"]
+    assert snapshot["data"]["snapshot"] is True and len(diffs) == len(orders)
+    book = {side: dict(map(tuple, snapshot["data"][side])) for side in ("bids", "asks")}
+    for diff in diffs:
+        for side in ("bids", "asks"):
+            for price, size in diff["data"][side]:
+                if Decimal(size) == 0:
+                    book[side].pop(price, None)
+                else:
+                    book[side][price] = size
+    rest = {side: {level["price"]: level["quantity"] for level in depth[side]} for side in ("bids", "asks")}
+    assert book == rest
+    assert depth["sequence"] == diffs[-1]["seq"]
+    assert book == {
+        "bids": {"100.00000000": "0.25000000", "99.00000000": "1.50000000"},
+        "asks": {"102.00000000": "0.50000000"},
+    }

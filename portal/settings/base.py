@@ -223,6 +223,14 @@ TRADING_COMBINE_WAIT_SECONDS = env.float("TRADING_COMBINE_WAIT_SECONDS", default
 WS_MAX_STREAMS = env.int("WS_MAX_STREAMS", default=50)
 #: Frames a client may send per second; beyond it, an error frame and close code 4029.
 WS_MAX_MESSAGES_PER_SECOND = env.int("WS_MAX_MESSAGES_PER_SECOND", default=20)
+#: How long, and for how many messages, a connection holds a message that came ahead of the
+#: one it expects (two processes may publish in the other order than they committed).
+WS_REORDER_WINDOW_MS = env.int("WS_REORDER_WINDOW_MS", default=1000)
+WS_REORDER_WINDOW_MESSAGES = env.int("WS_REORDER_WINDOW_MESSAGES", default=64)
+#: The most price levels a side of a book snapshot carries.
+WS_BOOK_SNAPSHOT_LEVELS = env.int("WS_BOOK_SNAPSHOT_LEVELS", default=1000)
+#: The ticker streams' update speed (per publishing process).
+WS_TICKER_INTERVAL_MS = env.int("WS_TICKER_INTERVAL_MS", default=1000)
 
 # Market simulator (marketdata.simulator): in the ASGI process when embedded, else `run_simulator`.
 #: Start the simulator with the ASGI app in embedded mode.

@@ -1,4 +1,5 @@
-"""Events after commit: order, trade and balance events go out only once the transaction commits."""
+"""Events after commit: order, fill, balance, tape and book events go out only once the transaction
+commits, each numbered in its stream."""
 
 from decimal import Decimal
 
@@ -24,18 +25,32 @@ def received():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_order_trade_and_balance_events_are_published_after_commit(place, funded_account, received):
+def test_order_fill_balance_tape_and_book_events_are_published_after_commit_and_numbered(
+    place, funded_account, received
+):
     seller = funded_account("seller", BTC="5")
     buyer = funded_account("buyer", USDT="1000")
     received.clear()
     place(seller, "SELL", qty="1", price="100")
     place(buyer, "BUY", qty="1", price="100")
-    kinds = [event.kind for event in received]
-    assert kinds.count("trade") == 1
-    assert {"order", "trade", "balance"} <= set(kinds)
-    trade = next(event for event in received if event.kind == "trade")
-    assert Decimal(trade.data["price"]) == D("100")
-    assert set(trade.account_ids) == {seller.pk, buyer.pk}
+    fills = [event for event in received if event.kind == "fill"]
+    assert {(event.account_id, event.data["side"], event.data["role"]) for event in fills} == {
+        (seller.pk, "SELL", "MAKER"),
+        (buyer.pk, "BUY", "TAKER"),
+    }
+    assert all(Decimal(event.data["price"]) == D("100") for event in fills)
+    for account in (seller, buyer):
+        for kind in ("order", "fill", "balance"):
+            seqs = [event.seq for event in received if event.kind == kind and event.account_id == account.pk]
+            assert seqs and seqs == list(range(seqs[0], seqs[0] + len(seqs))), (account.name, kind, seqs)
+    (tape,) = [event for event in received if event.kind == "trades"]
+    assert tape.seq == 1 and Decimal(tape.data["trades"][0]["quantity"]) == D("1")
+    book = [event for event in received if event.kind == "book"]
+    assert [event.seq for event in book] == [1, 2]
+    assert book[0].data == {"bids": [], "asks": [["100.00000000", "1.00000000"]]}
+    assert book[1].data == {"bids": [], "asks": [["100.00000000", "0.00000000"]]}
+    seller.refresh_from_db()
+    assert (seller.orders_seq, seller.fills_seq, seller.balances_seq) == (2, 1, 4)  # after the deposit's 1
 
 
 @pytest.mark.django_db(transaction=True)

@@ -77,7 +77,10 @@ class DepthLevelSerializer(serializers.Serializer):
 
 class DepthSerializer(serializers.Serializer):
     symbol = serializers.CharField()
-    sequence = serializers.IntegerField(help_text="Grows with every order entering the book (like lastUpdateId).")
+    sequence = serializers.IntegerField(
+        help_text="The book's sequence these levels stand at (like lastUpdateId): apply the `book.<SYMBOL>` "
+        "stream's diffs with a higher `seq` on top."
+    )
     bids = DepthLevelSerializer(many=True)
     asks = DepthLevelSerializer(many=True)
 

@@ -1,0 +1,60 @@
+"""The book's price levels as the `book.<SYMBOL>` stream shows them (DESIGN §8, ADR 0006).
+
+A level is a side and a price; its size is the remaining quantity of the orders resting
+there. A transaction that changes the book knows which levels it touched (`levels_touched`),
+reads their new sizes in its flush's first round trip, after its order writes
+(`level_sizes_issue`), and publishes them as one diff numbered by `Instrument.book_seq`. A
+size of zero removes the level.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable
+from decimal import Decimal
+
+from portal import rawsql
+from portal.decimals import ZERO
+from trading.choices import OPEN_STATUSES
+from trading.models import Order
+
+Level = tuple[str, Decimal]
+
+
+def is_resting(order: Order) -> bool:
+    """The order rests in the book: open, working (a stop order waits outside it) and priced."""
+    return order.status in OPEN_STATUSES and order.is_working and order.price is not None
+
+
+def levels_touched(orders: Iterable[Order], *, resting_before: set[int]) -> set[Level]:
+    """The levels whose size `orders` (the ones a transaction wrote) may have changed: where
+    each rested before (`resting_before`: their ids) or rests now."""
+    return {(order.side, order.price) for order in orders if order.pk in resting_before or is_resting(order)}
+
+
+def level_sizes_issue(instrument_id: int, levels: set[Level]) -> Callable[[], dict[Level, Decimal]]:
+    """Issue the read of `levels`' sizes (inside the flush's pipeline, after the order writes);
+    the returned function gives each level's size once the pipeline ended."""
+    if not levels:
+        return dict
+    keys = sorted(levels)
+    pending = rawsql.issue(_levels_sql(len(keys)), [instrument_id, *(value for level in keys for value in level)])
+
+    def sizes() -> dict[Level, Decimal]:
+        found = dict.fromkeys(keys, ZERO)
+        for order in rawsql.instances(Order, pending.fetchall()):
+            found[(order.side, order.price)] += order.remaining_qty
+        return found
+
+    return sizes
+
+
+@functools.cache
+def _levels_sql(levels: int) -> str:
+    q = rawsql.quote
+    statuses = ", ".join(f"'{status}'" for status in OPEN_STATUSES)
+    match = " OR ".join([f"({q('side')} = %s AND {q('price')} = %s)"] * levels)
+    return (
+        f"SELECT {rawsql.columns(Order)} FROM {q(Order._meta.db_table)} "  # noqa: S608 - names only
+        f"WHERE {q('instrument_id')} = %s AND {q('status')} IN ({statuses}) AND {q('is_working')} AND ({match})"
+    )
