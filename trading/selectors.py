@@ -227,6 +227,34 @@ def book_depth(*, instrument: Instrument, levels: int = 20) -> Depth:
         )
 
 
+@dataclass(frozen=True)
+class LadderLevel:
+    price: Decimal
+    quantity: Decimal
+    total: Decimal
+
+
+@dataclass(frozen=True)
+class Ladder:
+    """A depth ladder: each side best first with its cumulative size, and the spread."""
+
+    bids: list[LadderLevel]
+    asks: list[LadderLevel]
+    spread: Decimal | None
+
+
+def depth_ladder(depth: Depth) -> Ladder:
+    def cumulative(levels: list[DepthLevel]) -> list[LadderLevel]:
+        total, result = ZERO, []
+        for level in levels:
+            total += level.quantity
+            result.append(LadderLevel(level.price, level.quantity, total))
+        return result
+
+    spread = depth.asks[0].price - depth.bids[0].price if depth.asks and depth.bids else None
+    return Ladder(bids=cumulative(depth.bids), asks=cumulative(depth.asks), spread=spread)
+
+
 #: Reads of the depth before it takes the instrument's lock to read a book that keeps changing.
 _DEPTH_OPTIMISTIC_READS = 3
 

@@ -116,7 +116,7 @@ def trade(request):
         "accounts": _own_accounts(request.user),
         "form": form,
         "can_trade": can_trade,
-        "depth": selectors.book_depth(instrument=instrument, levels=10),
+        "ladder": selectors.depth_ladder(selectors.book_depth(instrument=instrument, levels=10)),
         "chart_intervals": list(INTERVAL_SECONDS),
         "chart_interval": "1m",
         "recent_trades": selectors.recent_trades(instrument=instrument, limit=15),

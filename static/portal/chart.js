@@ -1,8 +1,8 @@
 // The trade page's price chart: candles and volume from the REST API, optional overlays
 // (SMA, EMA, Bollinger bands) and a lower pane (RSI or MACD) from the indicators endpoint,
-// drawn with TradingView's Lightweight Charts (static/vendor/lightweight-charts). The last
-// candles are fetched again every few seconds; the WebSocket streams (ADR 0006) will push
-// them instead.
+// drawn with TradingView's Lightweight Charts (static/vendor/lightweight-charts). The current
+// candle comes live from the candles.<SYMBOL>.<interval> stream (TradeportLive); while the
+// socket is down the last candles are fetched again every few seconds.
 (function () {
   "use strict";
   var box = document.getElementById("price-chart");
@@ -114,9 +114,25 @@
     return loadCandles().then(loadIndicators).catch(function (error) { say("Chart: " + error.message); });
   }
 
+  var live = window.TradeportLive;
+  var symbol = api.split("/").filter(Boolean).pop();
+  function follow(interval) {
+    if (!live) return;
+    live.subscribe("candles." + symbol + "." + interval, {
+      message: function (m) {
+        if (interval !== state.interval) return;
+        candles.update(bar(m.data));
+        volume.update(volumeBar(m.data));
+      },
+      resync: function () { refreshLast().catch(function () {}); }
+    });
+  }
+
   document.querySelectorAll("[data-interval]").forEach(function (button) {
     button.addEventListener("click", function () {
+      if (live) live.unsubscribe("candles." + symbol + "." + state.interval);
       state.interval = button.dataset.interval;
+      follow(state.interval);
       document.querySelectorAll("[data-interval]").forEach(function (b) {
         b.setAttribute("aria-pressed", String(b === button));
       });
@@ -135,9 +151,10 @@
   }
 
   reload();
+  follow(state.interval);
   setInterval(function () {
     state.ticks += 1;
-    refreshLast().catch(function () {});
+    if (!live || !live.isOpen()) refreshLast().catch(function () {});
     if (state.ticks % 6 === 0 && wanted().length) loadIndicators().catch(function () {});
   }, REFRESH_MS);
 })();

@@ -40,6 +40,7 @@ import pytest
 from django.conf import settings
 
 from conftest import TEST_PASSWORD
+from portal.tests.servers import daphne_serving
 
 CHROMIUM_PATH = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -117,15 +118,16 @@ def console_errors() -> list[str]:
     return []
 
 
-@pytest.fixture
-def context(browser, live_server, console_errors):
-    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 800})
+def _new_context(browser, base_url: str, console_errors: list[str], *, serves_websockets: bool):
+    context = browser.new_context(base_url=base_url, viewport={"width": 1280, "height": 800})
     context.set_default_timeout(DEFAULT_TIMEOUT_MS)
     context.add_init_script(_CSP_LISTENER)
 
     def on_console(page, message):
         if message.type != "error":
             return
+        if not serves_websockets and _NO_WEBSOCKETS.search(message.text):
+            return  # Django's live server speaks only HTTP: the pages fall back to REST polling
         source = message.location.get("url") or ""
         where = f" ({source})" if source and source != page.url else ""
         console_errors.append(f"console error on {page.url}: {message.text}{where}")
@@ -135,7 +137,32 @@ def context(browser, live_server, console_errors):
         page.on("pageerror", lambda error: console_errors.append(f"page error on {page.url}: {error}"))
 
     context.on("page", watch)
+    return context
+
+
+_NO_WEBSOCKETS = re.compile(r"^WebSocket connection to 'ws://[^']+/ws/v1/' failed")
+
+
+@pytest.fixture
+def context(browser, live_server, console_errors):
+    context = _new_context(browser, live_server.url, console_errors, serves_websockets=False)
     yield context
+    context.close()
+
+
+@pytest.fixture
+def daphne_url(tmp_path):
+    """A real daphne (HTTP and WebSockets) on the test database and Redis; see
+    `portal.tests.servers.daphne_serving`."""
+    with daphne_serving(tmp_path) as port:
+        yield f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def daphne_page(browser, daphne_url, console_errors):
+    """A page of a fresh browser context whose base URL is the daphne server."""
+    context = _new_context(browser, daphne_url, console_errors, serves_websockets=True)
+    yield context.new_page()
     context.close()
 
 

@@ -1,0 +1,75 @@
+"""A real daphne serving `portal.asgi` for end-to-end and browser tests (HTTP and /ws/v1/)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+BIN = Path(sys.executable).parent
+ASGI_APP = "portal.asgi:application"
+
+
+@contextlib.contextmanager
+def daphne_serving(log_dir: Path) -> Iterator[int]:
+    """daphne on a free port of 127.0.0.1, on the test database and this Redis (so events
+    committed in the test process reach its sockets through the Redis channel layer), without
+    the embedded scheduler and simulator; yields the port, stops daphne by its PID. Skips
+    without PostgreSQL and Redis: a process of its own cannot open the test's SQLite database
+    in memory, and an in-memory channel layer does not cross processes."""
+    if connection.vendor != "postgresql" or not settings.REDIS_URL:
+        pytest.skip("needs PostgreSQL and Redis (DATABASE_URL, REDIS_URL); CI runs on them")
+    db = connection.settings_dict
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    listener.set_inheritable(True)
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "portal.settings",
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+        "REDIS_URL": settings.REDIS_URL,
+        "DB_CONN_MAX_AGE": "0",
+        "EMBEDDED_BACKGROUND": "0",
+        "SIMULATOR_ENABLED": "0",
+    }
+    log = log_dir / "daphne.log"
+    with log.open("wb") as output:  # a file, not a pipe: a full pipe would stall daphne
+        proc = subprocess.Popen(
+            [str(BIN / "daphne"), "--fd", str(listener.fileno()), "--access-log", "/dev/null", ASGI_APP],
+            env=env,
+            pass_fds=(listener.fileno(),),
+            start_new_session=True,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    port = listener.getsockname()[1]
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(OSError):
+                if urllib.request.urlopen(f"http://127.0.0.1:{port}/livez", timeout=2).status == 200:  # noqa: S310
+                    break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"daphne did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.2)
+        yield port
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+        listener.close()

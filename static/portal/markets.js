@@ -1,0 +1,29 @@
+// The markets page, live: each row follows its ticker.<SYMBOL> stream (a full 24 h ticker at
+// most once a second after a trade) and redraws its last price, change, range, volume and
+// trade count. Tickers are full states, so a missed one needs no resync.
+(function () {
+  "use strict";
+  var live = window.TradeportLive;
+  if (!live) return;
+  function plain(text) {
+    text = String(text);
+    return text.indexOf(".") === -1 ? text : text.replace(/0+$/, "").replace(/\.$/, "");
+  }
+  document.querySelectorAll("[data-testid=markets] tr[data-symbol]").forEach(function (row) {
+    function cell(name) { return row.querySelector("[data-cell=" + name + "]"); }
+    live.subscribe("ticker." + row.dataset.symbol, {
+      message: function (m) {
+        var t = m.data;
+        cell("last").textContent = t.last === null ? "—" : plain(t.last);
+        var change = cell("change");
+        change.textContent = t.change_percent === null ? "—" : t.change_percent + " %";
+        change.className = t.change_percent === null ? "" : (parseFloat(t.change_percent) >= 0 ? "bid" : "ask");
+        cell("range").textContent = t.high === null ? "—" : plain(t.high) + " / " + plain(t.low);
+        var volume = cell("volume");
+        volume.textContent = parseFloat(t.quote_volume).toFixed(2) + " " + volume.dataset.quote;
+        cell("trades").textContent = String(t.trade_count);
+        row.dataset.tickerSeq = String(m.seq);
+      }
+    });
+  });
+})();
