@@ -20,7 +20,7 @@ run: $(STAMP) migrate ## Serve the whole portal (embedded mode without env vars)
 	$(BIN)/python manage.py collectstatic --no-input -v0
 	$(BIN)/python manage.py seed_demo
 	$(BIN)/python manage.py backfill_history --days 7 --only-empty
-	$(BIN)/daphne -b $(HOST) -p $(PORT) --access-log /dev/null portal.asgi:application
+	$(BIN)/daphne -b $(HOST) -p $(PORT) --ping-interval 10 --ping-timeout 10 --access-log /dev/null portal.asgi:application
 
 test: $(STAMP) ## Run every test (SQLite + local memory without env; PostgreSQL + Redis with DATABASE_URL / REDIS_URL)
 	$(BIN)/pytest $(PYTEST_ARGS)
