@@ -72,6 +72,8 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         self.can_read_private = self.user is not None
         self.window_start, self.window_count = time.monotonic(), 0
         self.timer: asyncio.TimerHandle | None = None
+        #: Stream messages go out from two tasks (arrivals and the timer), never interleaved.
+        self.delivering = asyncio.Lock()
         await self.accept()
         presented = _presented_key(self.scope)
         if presented is not None:
@@ -229,8 +231,9 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
             await self._deliver(message)
             return
         key = (message["stream"], message["account"]) if "account" in message else message["stream"]
-        for ready in self.reorder.accept(key, message, self._now()):
-            await self._deliver(ready)
+        async with self.delivering:
+            for ready in self.reorder.accept(key, message, self._now()):
+                await self._deliver(ready)
         self._arm()
 
     async def _deliver(self, message: Message) -> None:
@@ -258,29 +261,31 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
                 await self.send_json(message)
 
     def _arm(self) -> None:
-        """Wake up when the next held message's window or coalesced book is due."""
+        """Wake up when the next held message's window or coalesced book is due (a timer that
+        fires early finds nothing due and sets the next one)."""
         due = [sub.flush_at for sub in self.subscriptions.values() if sub.flush_at is not None]
         reorder_due = self.reorder.next_due()
         if reorder_due is not None:
             due.append(reorder_due)
+        if not due or (self.timer is not None and self.timer.when() <= min(due)):
+            return
         if self.timer is not None:
             self.timer.cancel()
-            self.timer = None
-        if due:
-            loop = asyncio.get_running_loop()
-            self.timer = loop.call_at(min(due), lambda: loop.create_task(self._on_timer()))
+        loop = asyncio.get_running_loop()
+        self.timer = loop.call_at(min(due), lambda: loop.create_task(self._on_timer()))
 
     async def _on_timer(self) -> None:
         self.timer = None
-        now = self._now()
-        for ready in self.reorder.due(now):
-            await self._deliver(ready)
-        for sub in list(self.subscriptions.values()):
-            if sub.flush_at is not None and sub.flush_at <= now:
-                sub.flush_at = None
-                merged = sub.coalescer.take(sub.stream.name, int(time.time() * 1000))
-                if merged is not None:
-                    await self.send_json(merged)
+        async with self.delivering:
+            now = self._now()
+            for ready in self.reorder.due(now):
+                await self._deliver(ready)
+            for sub in list(self.subscriptions.values()):
+                if sub.flush_at is not None and sub.flush_at <= now:
+                    sub.flush_at = None
+                    merged = sub.coalescer.take(sub.stream.name, int(time.time() * 1000))
+                    if merged is not None:
+                        await self.send_json(merged)
         self._arm()
 
     # -- helpers ---------------------------------------------------------------------------
