@@ -30,6 +30,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from marketdata.delivery import BookCoalescer, Message, Reorder
+from marketdata.fanout import client_text, stream_hub
 from marketdata.models import Instrument
 from marketdata.selectors import tape_seqs
 from marketdata.streams import PRIVATE, StreamName, account_group, serving_loop_set, stream_parse
@@ -61,6 +62,10 @@ class _Subscription:
 
 
 class StreamConsumer(AsyncJsonWebsocketConsumer):
+    #: Stream messages reach a connection from its process's `StreamHub`, so a connection has
+    #: no channel layer channel of its own (an unknown alias: Channels then opens none).
+    channel_layer_alias = "tradeport-streams-via-hub"
+
     async def connect(self) -> None:
         serving_loop_set(asyncio.get_running_loop())
         self.subscriptions: dict[str, _Subscription] = {}
@@ -84,9 +89,9 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
             self.timer.cancel()
         for sub in self.subscriptions.values():
             if sub.stream.kind == "ticker":
-                await ticker_hub(self.channel_layer).unfollow(sub.stream.symbol, self.channel_name)
+                await ticker_hub().unfollow(sub.stream.symbol, self)
         for group in self._groups():
-            await self.channel_layer.group_discard(group, self.channel_name)
+            await stream_hub().unfollow(group, self)
 
     # -- client frames ---------------------------------------------------------------------
 
@@ -162,7 +167,7 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
             else:
                 groups = () if found.kind == "ticker" else (found.group,)
             for group in set(groups) - self._groups():
-                await self.channel_layer.group_add(group, self.channel_name)
+                await stream_hub().follow(group, self)
             self.subscriptions[found.name] = _Subscription(
                 found, groups, frozenset(owned) if found.kind in PRIVATE else frozenset()
             )
@@ -203,10 +208,10 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
             for account_id in sub.accounts:
                 self.reorder.start((found.kind, account_id), starts[(found.kind, account_id)], keep=True)
         elif found.kind == "ticker":
-            await ticker_hub(self.channel_layer).follow(found.symbol, self.channel_name)
+            await ticker_hub().follow(found.symbol, self)
             if starts.get(found.group) is not None:
                 sub.floor = starts[found.group]["seq"]
-                await self.send_json({**_client_part(starts[found.group]), "ts": int(time.time() * 1000)})
+                await self.send(text_data=client_text(starts[found.group]))
         else:
             self.reorder.start(found.group, starts[found.group], keep=True)
 
@@ -217,48 +222,46 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         for name in gone:
             found = self.subscriptions.pop(name).stream
             if found.kind == "ticker":
-                await ticker_hub(self.channel_layer).unfollow(found.symbol, self.channel_name)
+                await ticker_hub().unfollow(found.symbol, self)
         for group in kept_before - self._groups():
-            await self.channel_layer.group_discard(group, self.channel_name)
+            await stream_hub().unfollow(group, self)
         self.reorder.keep_only(self._reorder_keys())
         await self.send_json({"op": "unsubscribed", "streams": gone})
 
     # -- stream messages -------------------------------------------------------------------
 
-    async def stream_message(self, event: dict) -> None:
-        message = _client_part(event)
+    async def hub_message(self, message: Message, text: str) -> None:
+        """A stream message from the process's hub (`text`: its client frame, encoded once for
+        every connection): in order, to the subscriptions it belongs to."""
         if message["stream"].startswith("ticker."):
-            await self._deliver(message)
+            await self._deliver(message, text)
             return
         key = (message["stream"], message["account"]) if "account" in message else message["stream"]
         async with self.delivering:
             for ready in self.reorder.accept(key, message, self._now()):
-                await self._deliver(ready)
+                await self._deliver(ready, text if ready is message else None)
         self._arm()
 
-    async def _deliver(self, message: Message) -> None:
+    async def _deliver(self, message: Message, text: str | None = None) -> None:
         """One message, in order, to the subscriptions it belongs to (once per private stream)."""
         stream = message["stream"]
         if stream in PRIVATE:
             if any(
                 sub.stream.kind == stream and message["account"] in sub.accounts for sub in self.subscriptions.values()
             ):
-                await self.send_json(message)
+                await self.send(text_data=text or client_text(message))
             return
         for sub in list(self.subscriptions.values()):
             if sub.stream.group != stream or message["seq"] <= sub.floor:
                 continue
-            if sub.stream.kind == "ticker":
-                sub.floor = message["seq"]
-                await self.send_json(message)
-            elif sub.stream.interval_ms:
+            if sub.stream.interval_ms:
                 sub.coalescer.add(message)
                 if sub.flush_at is None:
                     sub.flush_at = self._now() + sub.stream.interval_ms / 1000
-            elif sub.stream.kind == "book":
-                await self.send_json({**message, "data": {"snapshot": False, **message["data"]}})
-            else:
-                await self.send_json(message)
+                continue
+            if sub.stream.kind == "ticker":
+                sub.floor = message["seq"]
+            await self.send(text_data=text or client_text(message))
 
     def _arm(self) -> None:
         """Wake up when the next held message's window or coalesced book is due (a timer that
@@ -348,10 +351,6 @@ def _start_points(new: list[StreamName], user) -> dict[Hashable, Any]:
             for kind, seq in zip(PRIVATE_ORDER, counters, strict=True):
                 starts[(kind, account_id)] = seq
     return starts
-
-
-def _client_part(event: dict) -> Message:
-    return {key: event[key] for key in ("stream", "seq", "ts", "data", "account") if key in event}
 
 
 def _snapshot_json(name: str, depth: Depth) -> Message:

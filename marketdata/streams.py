@@ -1,8 +1,9 @@
 """The WebSocket streams' names and their fan-out (DESIGN §8, ADR 0006).
 
 After a transaction commits, the engine's events reach `publish` (a `trading_event`
-receiver), which sends each stream's message to the channel layer group of that stream; every
-WebSocket consumer subscribed to it forwards it to its client. A message carries `seq`, given
+receiver), which sends each stream's message to the channel layer group of that stream; in
+each serving process the `StreamHub` (`marketdata.fanout`) that is a member of the group hands
+it to the connections that follow it. A message carries `seq`, given
 inside the transaction under the instrument's lock, so a client sees the commit order and any
 gap (then it resyncs from REST, which is the truth).
 
@@ -96,7 +97,7 @@ def publish(sender: Any, event: TradingEvent, **kwargs: Any) -> None:
     elif event.kind == "trades":
         _send(f"trades.{event.symbol}", f"trades.{event.symbol}", event.seq, event.data["trades"])
     elif event.kind == "book":
-        _send(f"book.{event.symbol}", f"book.{event.symbol}", event.seq, event.data)
+        _send(f"book.{event.symbol}", f"book.{event.symbol}", event.seq, {"snapshot": False, **event.data})
     elif event.kind == "candles":
         for interval, candle in event.data["candles"].items():
             stream = f"candles.{event.symbol}.{interval}"
@@ -104,8 +105,10 @@ def publish(sender: Any, event: TradingEvent, **kwargs: Any) -> None:
 
 
 def _send(group: str, stream: str, seq: int, data: Any, **extra: Any) -> None:
-    message = {"type": "stream.message", "stream": stream, "seq": seq, "ts": int(time.time() * 1000), "data": data}
-    _sender.send(group, {**message, **extra})
+    """One message to `group`; it names its group, so the serving process's hub
+    (`marketdata.fanout`) knows whom to hand it to."""
+    message = {"type": "stream.message", "group": group, "stream": stream, "seq": seq, "ts": int(time.time() * 1000)}
+    _sender.send(group, {**message, "data": data, **extra})
 
 
 def serving_loop_set(loop: asyncio.AbstractEventLoop) -> None:

@@ -4,6 +4,7 @@ REDIS_URL is set (CI), in-memory otherwise."""
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 
 import pytest
@@ -12,6 +13,7 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from marketdata.consumers import CLOSE_FLOOD
+from marketdata.fanout import stream_hub
 from marketdata.models import Instrument
 from marketdata.tests.test_candles import clock, cross  # noqa: F401 - fixtures
 from portal.routing import websocket_application
@@ -145,3 +147,36 @@ def test_too_many_streams_is_refused_and_a_flood_closes_the_socket(market, setti
     assert {r["op"] for r in replies} == {"pong"}
     assert flood["code"] == "flood"
     assert closed == {"type": "websocket.close", "code": CLOSE_FLOOD}
+
+
+def test_connections_of_a_process_share_one_channel_layer_membership_per_stream(cross):  # noqa: F811
+    crossed = database_sync_to_async(cross)
+
+    async def scenario():
+        sockets = [WebsocketCommunicator(websocket_application, "/ws/v1/", headers=ORIGIN) for _ in range(5)]
+        for socket in sockets:
+            assert (await socket.connect())[0]
+        await asyncio.gather(
+            *(socket.send_json_to({"op": "subscribe", "streams": ["trades.BTCUSDT"]}) for socket in sockets)
+        )
+        for socket in sockets:
+            await socket.receive_json_from()
+        hub = stream_hub()
+        members = await _group_members(hub.layer, "trades.BTCUSDT")
+        await crossed("101", "0.5")
+        received = [await socket.receive_json_from(timeout=5) for socket in sockets]
+        for socket in sockets:
+            await socket.disconnect()
+        return hub, members, received
+
+    hub, members, received = run(scenario)
+    assert members == [hub.channel]
+    assert [message["seq"] for message in received] == [1] * 5
+
+
+async def _group_members(layer, group: str) -> list[str]:
+    """The channels in a channel layer group: in-memory, or the core Redis layer's sorted set."""
+    if hasattr(layer, "groups") and not hasattr(layer, "_group_key"):
+        return sorted(layer.groups.get(group, {}))
+    connection = layer.connection(layer.consistent_hash(group))
+    return sorted(member.decode() for member in await connection.zrange(layer._group_key(group), 0, -1))
