@@ -21,11 +21,11 @@ gap (then it resyncs from REST, which is the truth).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import os
 import re
 import threading
 import time
+import weakref
 from typing import Any, NamedTuple
 
 import structlog
@@ -118,23 +118,42 @@ def serving_loop_set(loop: asyncio.AbstractEventLoop) -> None:
 
 
 class _Sender:
-    """Sends stream messages from one event loop per process, in the order they were handed
-    over: the ASGI server's loop where there is one, else a daemon thread's own loop (started
-    on first use, and again after a fork: gunicorn's workers). A committed order never waits
-    for Redis, and the channel layer's connections live as long as the loop, instead of one
-    new loop and connection per message (`async_to_sync`)."""
+    """Sends stream messages from one event loop per process, one after the other in the
+    order they were handed over: the ASGI server's loop where there is one, else a daemon
+    thread's own loop (started on first use, and again after a fork: gunicorn's workers). A
+    committed order never waits for Redis; the channel layer's connections live as long as the
+    loop; and one send at a time keeps the order and a bounded number of Redis connections
+    (sends that all ran at once emptied redis-py's pool under load, and the messages failed)."""
 
     def __init__(self) -> None:
         self.serving_loop: asyncio.AbstractEventLoop | None = None
         self._own: tuple[int, asyncio.AbstractEventLoop] | None = None
         self._lock = threading.Lock()
+        self._queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Queue] = weakref.WeakKeyDictionary()
 
     def send(self, group: str, message: dict) -> None:
         layer = get_channel_layer()
-        if layer is None:
-            return
-        future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), self._target())
-        future.add_done_callback(lambda done: _log_failure(done, group, message["seq"]))
+        if layer is not None:
+            loop = self._target()
+            loop.call_soon_threadsafe(self._enqueue, loop, layer, group, message)
+
+    def _enqueue(self, loop: asyncio.AbstractEventLoop, layer: Any, group: str, message: dict) -> None:
+        queue = self._queues.get(loop)
+        if queue is None:
+            queue = self._queues[loop] = asyncio.Queue(maxsize=SEND_QUEUE_LIMIT)
+            loop.create_task(self._drain(queue, layer))
+        try:
+            queue.put_nowait((group, message))
+        except asyncio.QueueFull:  # Redis is away: the clients will see the gap in seq
+            logger.error("stream_publish_dropped", stream=group, seq=message["seq"], queued=queue.qsize())
+
+    async def _drain(self, queue: asyncio.Queue, layer: Any) -> None:
+        while True:
+            group, message = await queue.get()
+            try:
+                await layer.group_send(group, message)
+            except Exception as error:  # noqa: BLE001 - one failed send must not stop the next
+                logger.error("stream_publish_failed", stream=group, seq=message["seq"], error=repr(error))
 
     def _target(self) -> asyncio.AbstractEventLoop:
         if self.serving_loop is not None and self.serving_loop.is_running():
@@ -147,9 +166,8 @@ class _Sender:
             return self._own[1]
 
 
-def _log_failure(done: concurrent.futures.Future, group: str, seq: int) -> None:
-    if not done.cancelled() and done.exception() is not None:
-        logger.error("stream_publish_failed", stream=group, seq=seq, error=repr(done.exception()))
+#: Messages a process holds for the channel layer before it drops new ones (Redis away).
+SEND_QUEUE_LIMIT = 10_000
 
 
 _sender = _Sender()

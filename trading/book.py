@@ -12,9 +12,10 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable
 from decimal import Decimal
+from typing import Any
 
 from portal import rawsql
-from portal.decimals import ZERO
+from portal.decimals import AMOUNT_UNIT, ZERO
 from trading.choices import OPEN_STATUSES
 from trading.models import Order
 
@@ -33,8 +34,9 @@ def levels_touched(orders: Iterable[Order], *, resting_before: set[int]) -> set[
 
 
 def level_sizes_issue(instrument_id: int, levels: set[Level]) -> Callable[[], dict[Level, Decimal]]:
-    """Issue the read of `levels`' sizes (inside the flush's pipeline, after the order writes);
-    the returned function gives each level's size once the pipeline ended."""
+    """Issue the read of `levels`' sizes (inside the flush's pipeline, after the order writes):
+    one grouped sum over the book index; the returned function gives each level's size once
+    the pipeline ended."""
     if not levels:
         return dict
     keys = sorted(levels)
@@ -42,11 +44,17 @@ def level_sizes_issue(instrument_id: int, levels: set[Level]) -> Callable[[], di
 
     def sizes() -> dict[Level, Decimal]:
         found = dict.fromkeys(keys, ZERO)
-        for order in rawsql.instances(Order, pending.fetchall()):
-            found[(order.side, order.price)] += order.remaining_qty
+        for side, price, size in pending.fetchall():
+            found[(side, _decimal(price))] = _decimal(size)
         return found
 
     return sizes
+
+
+def _decimal(value: Any) -> Decimal:
+    """A sum or price as the ORM reads it: PostgreSQL gives Decimal; SQLite a float (its
+    decimals are binary floats: 15 significant digits, as everywhere on SQLite)."""
+    return value if isinstance(value, Decimal) else Decimal(repr(value)).quantize(AMOUNT_UNIT)
 
 
 @functools.cache
@@ -55,6 +63,8 @@ def _levels_sql(levels: int) -> str:
     statuses = ", ".join(f"'{status}'" for status in OPEN_STATUSES)
     match = " OR ".join([f"({q('side')} = %s AND {q('price')} = %s)"] * levels)
     return (
-        f"SELECT {rawsql.columns(Order)} FROM {q(Order._meta.db_table)} "  # noqa: S608 - names only
-        f"WHERE {q('instrument_id')} = %s AND {q('status')} IN ({statuses}) AND {q('is_working')} AND ({match})"
+        f"SELECT {q('side')}, {q('price')}, SUM({q('quantity')} - {q('executed_qty')}) "  # noqa: S608 - names only
+        f"FROM {q(Order._meta.db_table)} "
+        f"WHERE {q('instrument_id')} = %s AND {q('status')} IN ({statuses}) AND {q('is_working')} AND ({match}) "
+        f"GROUP BY {q('side')}, {q('price')}"
     )
