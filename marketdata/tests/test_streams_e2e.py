@@ -4,12 +4,14 @@ process through the Redis channel layer, with its `seq` (issue #4; DESIGN §8)."
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
-import sys
+import os
+import socket
+import time
 import urllib.request
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 import websockets
@@ -21,8 +23,6 @@ from portal.api_keys import api_key_create
 from portal.tests.servers import daphne_serving
 
 pytestmark = pytest.mark.django_db(transaction=True)
-BIN = Path(sys.executable).parent
-ASGI_APP = "portal.asgi:application"
 
 
 @pytest.fixture
@@ -130,3 +130,62 @@ def test_orders_placed_through_the_api_stream_contiguously_and_rebuild_the_exact
         "bids": {"100.00000000": "0.25000000", "99.00000000": "1.50000000"},
         "asks": {"102.00000000": "0.50000000"},
     }
+
+
+def _silent_client(port: int, streams: list[str]) -> socket.socket:
+    """A WebSocket client that subscribes, then never reads again (nor answers pings)."""
+    client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    client.connect(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    client.sendall(
+        (
+            f"GET /ws/v1/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: http://localhost\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        answer += client.recv(1)
+    assert answer.startswith(b"HTTP/1.1 101")
+    payload = json.dumps({"op": "subscribe", "streams": streams}).encode()
+    mask = os.urandom(4)
+    masked = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
+    client.sendall(bytes([0x81, 0x80 | len(payload)]) + mask + masked)  # a masked text frame, < 126 bytes
+    return client
+
+
+def _closed_by_server(client: socket.socket, within: float) -> bool:
+    """Read (and drop) whatever is buffered until the server's close shows, or `within` passes."""
+    client.settimeout(0.5)
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            if client.recv(65536) == b"":
+                return True
+        except TimeoutError:
+            continue
+        except ConnectionResetError:
+            return True
+    return False
+
+
+def test_a_client_that_stops_reading_slows_nobody_and_is_closed(tmp_path, cross):  # noqa: F811
+    crossed = database_sync_to_async(cross)
+    with daphne_serving(tmp_path, ("--ping-interval", "1", "--ping-timeout", "2")) as port:
+        silent = _silent_client(port, ["trades.BTCUSDT", "book.BTCUSDT"])
+
+        async def scenario():
+            uri = f"ws://127.0.0.1:{port}/ws/v1/"
+            async with websockets.connect(uri, origin="http://localhost") as client:
+                await client.send(json.dumps({"op": "subscribe", "streams": ["trades.BTCUSDT"]}))
+                await asyncio.wait_for(client.recv(), 5)
+                for n in range(60):
+                    await crossed(str(100 + n % 7), "0.01")
+                return [json.loads(await asyncio.wait_for(client.recv(), 5))["seq"] for _ in range(60)]
+
+        seqs = async_to_sync(scenario)()
+        closed = _closed_by_server(silent, within=10)
+        silent.close()
+    assert seqs == list(range(1, 61))
+    assert closed, "daphne kept a client that answers no keepalive ping"

@@ -22,7 +22,7 @@ ASGI_APP = "portal.asgi:application"
 
 
 @contextlib.contextmanager
-def daphne_serving(log_dir: Path) -> Iterator[int]:
+def daphne_serving(log_dir: Path, extra_args: tuple[str, ...] = ()) -> Iterator[int]:
     """daphne on a free port of 127.0.0.1, on the test database and this Redis (so events
     committed in the test process reach its sockets through the Redis channel layer), without
     the embedded scheduler and simulator; yields the port, stops daphne by its PID. Skips
@@ -47,7 +47,7 @@ def daphne_serving(log_dir: Path) -> Iterator[int]:
     log = log_dir / "daphne.log"
     with log.open("wb") as output:  # a file, not a pipe: a full pipe would stall daphne
         proc = subprocess.Popen(
-            [str(BIN / "daphne"), "--fd", str(listener.fileno()), "--access-log", "/dev/null", ASGI_APP],
+            [str(BIN / "daphne"), "--fd", str(listener.fileno()), "--access-log", "/dev/null", *extra_args, ASGI_APP],
             env=env,
             pass_fds=(listener.fileno(),),
             start_new_session=True,
