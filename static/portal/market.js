@@ -86,7 +86,8 @@
       drawBook();
       panel.dataset.bookSeq = String(m.seq);
     },
-    resync: function () {  // a fresh snapshot follows a new subscription
+    resync: function (reason) {  // a new subscription starts with a fresh snapshot
+      if (reason !== "gap") return;  // after a reconnect the subscription is new already
       live.unsubscribe("book." + symbol + "@100ms");
       live.subscribe("book." + symbol + "@100ms", this);
     }
