@@ -34,7 +34,8 @@
     var last = handler.last[key];
     var first = message.first_seq !== undefined ? message.first_seq : message.seq;
     var snapshot = message.data && message.data.snapshot === true;
-    if (!snapshot && !handler.coalesced && last !== undefined && first !== last + 1 && message.seq > last) {
+    if (!snapshot && last !== undefined && message.seq <= last) return;  // already applied
+    if (!snapshot && handler.checksGaps && last !== undefined && first !== last + 1) {
       handler.last[key] = message.seq;
       if (handler.resync) handler.resync("gap");
       return;
@@ -63,7 +64,7 @@
     // handler: { message: fn(message), resync: fn(reason), account: id for a private stream }
     subscribe: function (name, handler) {
       handler.last = {};
-      handler.coalesced = name.indexOf("@") !== -1 || name.indexOf("ticker.") === 0;
+      handler.checksGaps = name.indexOf("ticker.") !== 0;  // a ticker is a full state each time
       handlers[name] = handler;
       send({ op: "subscribe", streams: [name] });
     },
