@@ -3,22 +3,22 @@
 
 Run from the repository root with the project's virtualenv (PostgreSQL and Redis on localhost):
 
-    .venv/bin/python bench/ws_fanout.py                    # full run, about 9 minutes
-    .venv/bin/python bench/ws_fanout.py --quick            # smoke run, about 1.5 minutes
+    .venv/bin/python bench/ws_fanout.py                    # full run, --max-minutes 10 (rounds that fit)
+    .venv/bin/python bench/ws_fanout.py --quick            # smoke run, about a minute
     .venv/bin/python bench/ws_fanout.py --streams trades.BTCUSDT   # without the book stream
-    .venv/bin/python bench/ws_fanout.py --layers pubsub,pubsub+nohop   # with the what-if daphne
+    .venv/bin/python bench/ws_fanout.py --layers pubsub --daphne-procs 2   # two daphnes, one socket
 
 What it does (figures and reading in bench/README.md):
 
 1. Recreates the database `tradeport_wsbench`, migrates it, flushes Redis db 11, and seeds the
    demo market plus a bench trader with funded accounts (`bench.order_engine.bench_setup`).
 2. Starts, for each channel layer (`CHANNEL_LAYER=core`: channels_redis.core.RedisChannelLayer,
-   `pubsub`: channels_redis.pubsub.RedisPubSubChannelLayer; portal/settings/channels.py), one
-   daphne process on a listening socket created here (`daphne --fd N`, as docker-compose's `ws`
-   service runs it: one process, DB_POOL=1) and one trading process (`python -m bench.ws_load
-   trader`: Django on the same database, Redis and layer, `EMBEDDED_BACKGROUND=0`).
-   `LAYER+nohop` is a what-if configuration: daphne serves `bench.ws_load:
-   application_without_db_hop` (see there), on that layer.
+   `pubsub`: channels_redis.pubsub.RedisPubSubChannelLayer; portal/settings/channels.py),
+   `--daphne-procs` daphne processes (default 1, as docker-compose's `ws` service runs it;
+   DB_POOL=1 each) on one listening socket created here, handed to each as `daphne --fd N`: the
+   kernel gives each accepted connection to one of them, as a deployment would scale the `ws`
+   service on more cores. And one trading process (`python -m bench.ws_load trader`: Django on
+   the same database, Redis and layer, `EMBEDDED_BACKGROUND=0`).
 3. Round after round, for every (clients, layer) pair in a new random order:
    - the layer alone, once per (layer, clients) and round: `python -m bench.ws_load
      layer-recv` holds N channels in one group and receives on each, `layer-send` in another
@@ -34,8 +34,10 @@ What it does (figures and reading in bench/README.md):
      seconds after the step. Rates go up until a step fails (p99 ≥ 150 ms, a gap, a message
      undelivered, a connection closed, or the trader below 95 % of the rate); in the first
      round the goal's own rate (1000 clients: 10/s, 100 clients: 50/s) is then measured too.
-   CPU seconds of daphne, the load generator, the trader and redis-server come from /proc; on
-   the pubsub layer a Redis subscriber in this process also times commit → Redis.
+   CPU seconds of daphne (summed over its processes), the load generator, the trader and
+   redis-server come from /proc; on the pubsub layer a Redis subscriber in this process also
+   times commit → Redis. How many connections each daphne process accepted is counted from its
+   open sockets.
 4. Reports medians over rounds; each ratio to the layer alone is the median of per-round
    ratios (both figures of a ratio from the same round, same layer, same client count).
 
@@ -74,8 +76,8 @@ RESULTS = ROOT / "bench" / "results"
 DB_NAME = "tradeport_wsbench"
 REDIS_URL = "redis://127.0.0.1:6379/11"
 LAYERS = ("core", "pubsub")
-#: `LAYER+nohop`: the what-if daphne (bench.ws_load.application_without_db_hop) on that layer.
-NOHOP = "+nohop"
+#: What daphne serves: the project's ASGI application, as docker-compose's `ws` service.
+APP = "portal.asgi:application"
 SYMBOL = "BTCUSDT"
 TRADES = f"trades.{SYMBOL}"
 #: The goals of the issue.
@@ -90,13 +92,7 @@ TRADER_SHARE = 0.95
 # --------------------------------------------------------------------------- processes
 
 
-def layer_of(variant: str) -> str:
-    """The channel layer of a configuration (`core`, `pubsub`, `core+nohop`, ...)."""
-    return variant.removesuffix(NOHOP)
-
-
-def env_for(variant: str, appname: str, **extra: str) -> dict[str, str]:
-    layer = layer_of(variant)
+def env_for(layer: str, appname: str, **extra: str) -> dict[str, str]:
     env = base_env(PG_ADMIN, appname)
     env.update(
         {
@@ -179,7 +175,11 @@ class Child:
 
 
 class Daphne:
-    def __init__(self, layer: str, logdir: Path) -> None:
+    """`procs` daphne processes serving one listening socket created here, each started with
+    `daphne --fd N`: every process accepts on it, and the kernel hands each new connection to
+    one of them (a deployment running the `ws` service on more cores)."""
+
+    def __init__(self, layer: str, logdir: Path, procs: int = 1) -> None:
         self.layer = layer
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -187,51 +187,108 @@ class Daphne:
         self.sock.listen(4096)
         self.sock.set_inheritable(True)
         fd = self.sock.fileno()
-        self.logfile = logdir / f"daphne-{layer}.log"
-        out = open(self.logfile, "ab")  # noqa: SIM115 - handed to the server
-        # As docker-compose runs the `ws` service: one daphne, a bounded psycopg pool.
-        env = env_for(layer, f"wsbench-daphne-{layer}", DB_POOL="1", DB_POOL_MAX="10")
-        app = "bench.ws_load:application_without_db_hop" if layer.endswith(NOHOP) else "portal.asgi:application"
-        self.proc = subprocess.Popen(
-            [str(BIN / "daphne"), "--fd", str(fd), "--access-log", "/dev/null", "-v", "0", app],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            pass_fds=(fd,),
-            start_new_session=True,
-        )
-        out.close()
+        self.inode = os.fstat(fd).st_ino
+        self.logfiles: list[Path] = []
+        self.procs: list[subprocess.Popen] = []
+        try:
+            for index in range(procs):
+                logfile = logdir / f"daphne-{layer}-{index}.log"
+                # As docker-compose runs the `ws` service: a bounded psycopg pool per process.
+                env = env_for(layer, f"wsbench-daphne-{layer}-{index}", DB_POOL="1", DB_POOL_MAX="10")
+                command = [str(BIN / "daphne"), "--fd", str(fd), "--access-log", "/dev/null", "-v", "0", APP]
+                with open(logfile, "ab") as out:  # the server writes to its own copy
+                    self.procs.append(
+                        subprocess.Popen(
+                            command,
+                            cwd=ROOT,
+                            env=env,
+                            stdout=out,
+                            stderr=subprocess.STDOUT,
+                            pass_fds=(fd,),
+                            start_new_session=True,
+                        )
+                    )
+                self.logfiles.append(logfile)
+        except BaseException:
+            self.stop()  # the processes started so far
+            raise
 
     @property
     def port(self) -> int:
         return self.sock.getsockname()[1]
 
     @property
-    def pid(self) -> int:
-        return self.proc.pid
+    def pids(self) -> list[int]:
+        return [proc.pid for proc in self.procs]
 
-    def wait_ready(self, timeout: float = 60) -> None:
+    def cpu_seconds(self) -> float:
+        return sum(cpu_seconds(pid) for pid in self.pids)
+
+    def rss_mib(self) -> float:
+        return sum(rss_mib(pid) for pid in self.pids)
+
+    def _polls_socket(self, pid: int) -> bool:
+        """Whether `pid` has the listening socket in one of its epoll sets (its reactor runs
+        and listens): /proc/PID/fdinfo of an eventpoll fd lists each watched file's inode."""
+        wanted = re.compile(rf"\bino:{self.inode:x}\b")
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    if os.readlink(f"/proc/{pid}/fd/{fd}") == "anon_inode:[eventpoll]" and wanted.search(
+                        Path(f"/proc/{pid}/fdinfo/{fd}").read_text()
+                    ):
+                        return True
+        return False
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        """Until every process polls the socket and /livez answers."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"daphne ({self.layer}) exited early; see {self.logfile}")
-            with contextlib.suppress(OSError):
-                if http_get(self.port, "/livez", timeout=2)[0] == 200:
-                    return
+            for proc, logfile in zip(self.procs, self.logfiles, strict=True):
+                if proc.poll() is not None:
+                    raise SystemExit(f"daphne ({self.layer}, pid {proc.pid}) exited early; see {logfile}")
+            if all(self._polls_socket(pid) for pid in self.pids):
+                with contextlib.suppress(OSError):
+                    if http_get(self.port, "/livez", timeout=2)[0] == 200:
+                        return
             time.sleep(0.3)
-        raise SystemExit(f"daphne ({self.layer}) did not answer /livez within {timeout:.0f} s; see {self.logfile}")
+        raise SystemExit(
+            f"daphne ({self.layer}) not listening in every process or not answering /livez within "
+            f"{timeout:.0f} s; see {', '.join(map(str, self.logfiles))}"
+        )
+
+    def connections(self) -> list[int]:
+        """Established connections to the listening port held by each process (sockets whose
+        inode /proc/net/tcp lists with that local port)."""
+        local = f":{self.port:04X}"
+        inodes: set[str] = set()
+        with contextlib.suppress(OSError):
+            for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[1].endswith(local) and fields[3] == "01":
+                    inodes.add(f"socket:[{fields[9]}]")
+        counts = []
+        for pid in self.pids:
+            count = 0
+            with contextlib.suppress(OSError):
+                for fd in os.listdir(f"/proc/{pid}/fd"):
+                    with contextlib.suppress(OSError):
+                        count += os.readlink(f"/proc/{pid}/fd/{fd}") in inodes
+            counts.append(count)
+        return counts
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=5)
+        for proc in self.procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
         self.sock.close()
 
 
@@ -262,7 +319,7 @@ def group_members(layer: str, group: str) -> int:
     """Subscribers of `group` left in Redis: channel names in the core layer's group set, or
     processes subscribed to the pubsub layer's group channel (pub/sub ignores the db number)."""
     client = redis_client()
-    if layer_of(layer) == "core":
+    if layer == "core":
         return int(client.zcard(f"asgi:group:{group}"))
     return int(dict(client.pubsub_numsub(f"asgi__group__{group}")).get(f"asgi__group__{group}".encode(), 0))
 
@@ -467,21 +524,21 @@ def gens_recv(gens: list[Child], timeout: float) -> list[dict]:
 
 
 def settle(daphne: Daphne, layer: str, streams: list[str], timeout: float = 20.0) -> dict[str, int]:
-    """Before a cell: wait until this daphne is idle (under 5 % of a core for 0.5 s: done with
-    the previous cell's backlog) and, on the core layer, its groups are empty. A consumer that
-    failed in `group_discard` when its client left (redis-py's pool of 100 connections, see
-    bench/README.md) stays in the group until `group_expiry` (a day), and every `group_send`
-    still carries it. Those stale members are counted, then removed, so that each cell starts
-    alike."""
+    """Before a cell: wait until this layer's daphne processes are idle (together under 5 % of
+    a core for 0.5 s: done with the previous cell's backlog) and, on the core layer, its groups
+    are empty: a process's StreamHub leaves a stream's group when its last follower left. A
+    member whose `group_discard` failed would stay in the group until `group_expiry` (a day),
+    and every `group_send` would still carry it. Such stale members are counted, then removed,
+    so that each cell starts alike."""
     deadline = time.monotonic() + timeout
     while True:
-        before = cpu_seconds(daphne.pid)
+        before = daphne.cpu_seconds()
         time.sleep(0.5)
-        idle = cpu_seconds(daphne.pid) - before < 0.025
+        idle = daphne.cpu_seconds() - before < 0.025
         left = {s: group_members(layer, s) for s in streams}
-        if (idle and (layer_of(layer) != "core" or not any(left.values()))) or time.monotonic() > deadline:
+        if (idle and (layer != "core" or not any(left.values()))) or time.monotonic() > deadline:
             break
-    if layer_of(layer) == "core" and any(left.values()):
+    if layer == "core" and any(left.values()):
         log(f"  stale members of the core layer's groups, removed before the cell: {left}")
         redis_client().delete(*(f"asgi:group:{s}" for s in streams))
     elif not idle:
@@ -508,7 +565,7 @@ def run_cell(
         for i, n in enumerate(shares)
     ]
     cell = {"layer": layer, "clients": clients, "steps": [], "connect_s": None, "stopped": "", "stale": stale}
-    probe = PublishProbe(TRADES) if layer_of(layer) == "pubsub" and TRADES in streams else None
+    probe = PublishProbe(TRADES) if layer == "pubsub" and TRADES in streams else None
     try:
         readies = gens_recv(gens, timeout=300)
         failures = [f for r in readies for f in r.get("failures", [])]
@@ -521,7 +578,14 @@ def run_cell(
                 )
             raise RuntimeError(f"{sum(r['failed'] for r in readies)} of {clients} connections failed: {failures[:3]}")
         cell["connect_s"] = max(r["connect_s"] for r in readies)
-        cell["daphne_rss_mib"] = rss_mib(daphne.pid)
+        cell["daphne_rss_mib"] = daphne.rss_mib()
+        cell["connections_per_process"] = daphne.connections()
+        # (on pubsub, less this process's own PublishProbe on the trades channel)
+        cell["group_members"] = {s: group_members(layer, s) - (probe is not None and s == TRADES) for s in streams}
+        log(
+            f"  connected in {cell['connect_s']:.1f} s; connections per daphne process "
+            f"{cell['connections_per_process']}; group members {cell['group_members']}"
+        )
         failed_at = None
         for rate in args.rates:
             if failed_at is not None and rate != GOAL_RATE.get(clients):
@@ -530,7 +594,11 @@ def run_cell(
             baseline = {TRADES: seq0} if TRADES in streams else {}
             gens_send(gens, {"cmd": "start", "baseline": baseline})
             gens_recv(gens, timeout=30)
-            pids = {"daphne": daphne.pid, "trader": trader.pid, **{f"gen{i}": g.pid for i, g in enumerate(gens)}}
+            pids = {
+                **{f"daphne{i}": pid for i, pid in enumerate(daphne.pids)},
+                "trader": trader.pid,
+                **{f"gen{i}": g.pid for i, g in enumerate(gens)},
+            }
             if redis_pid:
                 pids["redis"] = redis_pid
             cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
@@ -544,7 +612,7 @@ def run_cell(
             parts = gens_recv(gens, timeout=args.drain_timeout + 60)
             cpu1 = {name: cpu_seconds(pid) for name, pid in pids.items()}
             step = summarize_step(rate, clients, traded, parts, started, cpu0, cpu1, seq0)
-            step["daphne_rss_mib"] = rss_mib(daphne.pid)
+            step["daphne_rss_mib"] = daphne.rss_mib()
             step["publish_p50_ms"], step["publish_p99_ms"] = probe.percentiles() if probe else (float("nan"),) * 2
             cell["steps"].append(step)
             log(
@@ -594,6 +662,8 @@ def summarize_step(rate, clients, traded, parts, started, cpu0, cpu1, seq0) -> d
     window = (max(lasts) / 1000 - started) if lasts else float("nan")
     finished = time.time()
     cpu = {name: cpu1[name] - cpu0[name] for name in cpu0}
+    # daphne: its processes together (daphne0, daphne1, ... stay in for the balance)
+    cpu["daphne"] = sum(v for k, v in cpu.items() if k.startswith("daphne"))
     gen_cpu = sum(v for k, v in cpu.items() if k.startswith("gen"))
     gaps = sum(e["gaps"] for e in per_stream.values())
     late = sum(e["tail"] for e in per_stream.values())
@@ -666,7 +736,13 @@ def parse_args(argv=None):
     parser.add_argument(
         "--layers",
         default=",".join(LAYERS),
-        help=f"channel layers (core, pubsub); LAYER{NOHOP} adds the what-if daphne without the per-message DB hop",
+        help="channel layers (core, pubsub)",
+    )
+    parser.add_argument(
+        "--daphne-procs",
+        type=int,
+        default=1,
+        help="daphne processes per layer, all serving the one listening socket (their CPU is summed)",
     )
     parser.add_argument("--clients", default="100,500,1000", help="WebSocket connections per cell")
     parser.add_argument("--rates", default="1,2,5,10,20,50", help="trades per second, stepped up until a step fails")
@@ -683,6 +759,11 @@ def parse_args(argv=None):
         args.rounds, args.clients, args.rates = 1, "100,1000", "1"
         args.step_seconds, args.ceiling_deliveries, args.max_minutes = 2.0, 20_000, 2.0
     args.layers = [x for x in args.layers.split(",") if x]
+    unknown = [x for x in args.layers if x not in LAYERS]
+    if unknown:
+        parser.error(f"--layers: unknown {', '.join(unknown)} (choose from {', '.join(LAYERS)})")
+    if args.daphne_procs < 1:
+        parser.error("--daphne-procs must be at least 1")
     args.clients = [int(x) for x in args.clients.split(",") if x]
     args.rates = [float(x) for x in args.rates.split(",") if x]
     args.streams = [x for x in args.streams.split(",") if x]
@@ -707,7 +788,7 @@ def main(argv=None) -> int:
     clock = time.monotonic()
     try:
         for layer in args.layers:
-            daphnes[layer] = Daphne(layer, logdir)
+            daphnes[layer] = Daphne(layer, logdir, args.daphne_procs)
             traders[layer] = Child(
                 f"trader-{layer}",
                 python_module("trader", "--symbol", SYMBOL),
@@ -717,7 +798,10 @@ def main(argv=None) -> int:
         for layer in args.layers:
             daphnes[layer].wait_ready()
             traders[layer].recv(timeout=120)
-        log(f"daphne and trader up for {', '.join(args.layers)}; streams {','.join(args.streams)}")
+        log(
+            f"{args.daphne_procs} daphne process(es) and a trader up for {', '.join(args.layers)}; "
+            f"streams {','.join(args.streams)}"
+        )
         round_seconds = 0.0
         for number in range(1, args.rounds + 1):
             elapsed = time.monotonic() - clock
@@ -730,7 +814,7 @@ def main(argv=None) -> int:
             this_round = {"round": number, "cells": []}
             ceilings: dict[tuple[str, int], dict] = {}
             for clients, layer in pairs:
-                key = (layer_of(layer), clients)
+                key = (layer, clients)
                 if key not in ceilings:
                     messages = max(20, min(1000, args.ceiling_deliveries // clients))
                     log(f"round {number}: {key[0]} layer alone, {clients} channels x {messages} messages")
@@ -794,8 +878,10 @@ def build_report(args, machine, rounds, started, finished) -> str:
         f"start / end: {machine['load_start']} / {machine['load_end']}.",
         "",
         f"Streams {', '.join(f'`{s}`' for s in args.streams)}; {len(rounds)} round(s); {args.step_seconds:g} s of "
-        f"trading per step; one daphne per layer; {args.load_procs} load generator process(es) per cell. Figures "
-        "are medians over the rounds that ran the step (n); a ratio is the median of per-round ratios.",
+        f"trading per step; **{args.daphne_procs} daphne process(es) per layer** on one listening socket "
+        f"(daphne CPU % and µs/delivery: their sum; 100 % = one core); {args.load_procs} load generator "
+        "process(es) per cell. Figures are medians over the rounds that ran the step (n); a ratio is the "
+        "median of per-round ratios.",
         "",
         "**The layer alone** (`group_send` → `receive` on N channels of one process in one group, no sockets):",
         "",
@@ -803,8 +889,6 @@ def build_report(args, machine, rounds, started, finished) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for (layer, clients), runs in sorted(cells.items()):
-        if layer != layer_of(layer):
-            continue  # a what-if variant shares its layer's measurement
         ceilings = [c["ceiling"] for c in runs]
         lines.append(
             f"| {layer} | {clients} | {ceilings[0]['messages']} | {fmt(median([c['rate'] for c in ceilings]))} | "
@@ -865,14 +949,21 @@ def build_report(args, machine, rounds, started, finished) -> str:
             )
     lines += [
         "",
-        "Connecting (handshake + subscribe, 50 in flight) and daphne's memory after the last step:",
+        "Connecting (handshake + subscribe, 50 in flight), connections accepted by each daphne process "
+        "(every round), members of each stream's group while connected, and daphne's memory after the last "
+        "step (all processes):",
         "",
-        "| layer | clients | connect s | daphne RSS MiB |",
-        "|---|---:|---:|---:|",
+        "| layer | clients | connect s | connections per process | group members | daphne RSS MiB |",
+        "|---|---:|---:|---|---|---:|",
     ]
     for (layer, clients), runs in sorted(cells.items()):
         rss = [c["steps"][-1]["daphne_rss_mib"] for c in runs if c["steps"]]
-        lines.append(f"| {layer} | {clients} | {fmt(median([c['connect_s'] for c in runs]), 1)} | {fmt(median(rss))} |")
+        spread = "; ".join("/".join(map(str, c.get("connections_per_process", []))) for c in runs)
+        members = sorted({n for c in runs for n in c.get("group_members", {}).values()})
+        lines.append(
+            f"| {layer} | {clients} | {fmt(median([c['connect_s'] for c in runs]), 1)} | {spread} | "
+            f"{', '.join(map(str, members))} | {fmt(median(rss))} |"
+        )
     streams_seen = sorted({s for runs in cells.values() for c in runs for st in c["steps"] for s in st["streams"]})
     if len(streams_seen) > 1:
         lines += ["", "Per stream (every step and round): median p50 / p99 ms; gaps + undelivered at drain end", ""]

@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import base64
 import contextlib
-import importlib
 import json
 import os
 import resource
@@ -495,8 +494,9 @@ def _layer():
 
 
 def layer_recv_main(args) -> None:
-    """N channels of this process in one group, each received by its own task, as N consumers
-    of one daphne process receive: the fan-out's ceiling without sockets, daphne or Django."""
+    """N channels of this process in one group, each received by its own task: the layer
+    delivering to N receivers, without sockets, daphne or Django (the goal's reference; daphne's
+    StreamHub itself receives each message once per process, marketdata/fanout.py)."""
     raise_nofile()
     layer = _layer()
 
@@ -589,38 +589,6 @@ def layer_send_main(args) -> None:
         return {"sent": args.messages, "seconds": time.perf_counter() - started}
 
     emit(asyncio.run(run()))
-
-
-# --------------------------------------------------------------------------- what-if
-
-
-def __getattr__(name: str):
-    """`daphne bench.ws_load:application_without_db_hop` (PEP 562: built when daphne asks)."""
-    if name == "application_without_db_hop":
-        return _application_without_db_hop()
-    raise AttributeError(name)
-
-
-def _application_without_db_hop():
-    """What-if, measured and not a fix: portal.asgi's application, with `stream.message`
-    dispatched to StreamConsumer's handler directly. channels' `AsyncConsumer.dispatch`
-    (channels/consumer.py) first awaits `aclose_old_connections()`, a `sync_to_async` hop to
-    the process's one sync thread and back, for every message of every connection, although
-    the handler touches no database. The patch lives in this daphne process only."""
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-    application = importlib.import_module("portal.asgi").application  # sets Django up first
-    from marketdata.consumers import StreamConsumer
-
-    inherited = StreamConsumer.dispatch
-
-    async def dispatch(self, message):
-        if message["type"] == "stream.message":
-            await self.stream_message(message)
-        else:
-            await inherited(self, message)
-
-    StreamConsumer.dispatch = dispatch
-    return application
 
 
 def main(argv=None) -> None:

@@ -175,7 +175,11 @@ def test_connections_of_a_process_share_one_channel_layer_membership_per_stream(
 
 
 async def _group_members(layer, group: str) -> list[str]:
-    """The channels in a channel layer group: in-memory, or the core Redis layer's sorted set."""
+    """The channels in a channel layer group: in-memory, this process's view of the PUB/SUB
+    layer, or the core Redis layer's sorted set."""
+    if hasattr(layer, "_get_layer"):
+        loop_layer = layer._get_layer()
+        return sorted(loop_layer.groups.get(loop_layer._get_group_channel_name(group), ()))
     if hasattr(layer, "groups") and not hasattr(layer, "_group_key"):
         return sorted(layer.groups.get(group, {}))
     connection = layer.connection(layer.consistent_hash(group))
