@@ -15,6 +15,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from marketdata.candles import INTERVAL_SECONDS
 from marketdata.models import Instrument
+from marketdata.selectors import ticker_24h
 from portal.choices import Role
 from portal.errors import DomainError
 from portal.idempotency import idempotency_claim_form, idempotency_complete, idempotency_release
@@ -117,6 +118,7 @@ def trade(request):
         "form": form,
         "can_trade": can_trade,
         "ladder": selectors.depth_ladder(selectors.book_depth(instrument=instrument, levels=10)),
+        "ticker": ticker_24h(instrument=instrument),
         "chart_intervals": list(INTERVAL_SECONDS),
         "chart_interval": "1m",
         "recent_trades": selectors.recent_trades(instrument=instrument, limit=15),

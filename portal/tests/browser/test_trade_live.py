@@ -63,6 +63,8 @@ def test_the_trade_page_is_live_over_the_websocket(
     expect(page.get_by_test_id("book-levels")).not_to_contain_text("101.5", timeout=2000)
     expect(page.get_by_test_id("balances")).to_contain_text("9974.57425", timeout=2000)  # 10000 − 25.375 − 0.2 % fee
     expect(page.get_by_test_id("fills")).to_contain_text("101.5", timeout=2000)
+    expect(page.get_by_test_id("ticker").locator("[data-cell=last]")).to_have_text("101.5", timeout=3000)
+    expect(page.get_by_test_id("ticker")).to_have_attribute("data-ticker-seq", "1")  # the tape's first trade
     expect(page.get_by_test_id("chart-status")).to_contain_text("candles of 1m")
     expect(page.locator("#price-chart canvas").first).to_be_visible()
     page.screenshot(path=str(artifacts_dir / "trade-live-websocket.png"), full_page=True)

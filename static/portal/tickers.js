@@ -1,6 +1,7 @@
-// The markets page, live: each row follows its ticker.<SYMBOL> stream (a full 24 h ticker at
-// most once a second after a trade) and redraws its last price, change, range, volume and
-// trade count. Tickers are full states, so a missed one needs no resync.
+// Live 24 h tickers (the markets page's rows, the trade page's strip): every element with
+// data-ticker-symbol follows that ticker.<SYMBOL> stream (a full 24 h ticker at most once a
+// second after a trade) and redraws its last price, change, range, volume and trade count.
+// Tickers are full states, so a missed one needs no resync.
 (function () {
   "use strict";
   var live = window.TradeportLive;
@@ -9,9 +10,9 @@
     text = String(text);
     return text.indexOf(".") === -1 ? text : text.replace(/0+$/, "").replace(/\.$/, "");
   }
-  document.querySelectorAll("[data-testid=markets] tr[data-symbol]").forEach(function (row) {
+  document.querySelectorAll("[data-ticker-symbol]").forEach(function (row) {
     function cell(name) { return row.querySelector("[data-cell=" + name + "]"); }
-    live.subscribe("ticker." + row.dataset.symbol, {
+    live.subscribe("ticker." + row.dataset.tickerSymbol, {
       message: function (m) {
         var t = m.data;
         cell("last").textContent = t.last === null ? "—" : plain(t.last);
