@@ -92,6 +92,10 @@ TRADER_SHARE = 0.95
 # --------------------------------------------------------------------------- processes
 
 
+#: The channel layer's prefix in every process of the bench (its Redis names start with it).
+LAYER_PREFIX = "asgi"
+
+
 def env_for(layer: str, appname: str, **extra: str) -> dict[str, str]:
     env = base_env(PG_ADMIN, appname)
     env.update(
@@ -100,6 +104,8 @@ def env_for(layer: str, appname: str, **extra: str) -> dict[str, str]:
             "DATABASE_URL": f"postgres://{PG_ADMIN}@{PG_HOST}:{PG_PORT}/{DB_NAME}",
             "REDIS_URL": REDIS_URL,
             "CHANNEL_LAYER": layer,
+            # The key names this script reads (group_members, the commit → Redis probe).
+            "CHANNEL_LAYER_PREFIX": LAYER_PREFIX,
             "EMBEDDED_BACKGROUND": "0",
             **extra,
         }
@@ -320,8 +326,9 @@ def group_members(layer: str, group: str) -> int:
     processes subscribed to the pubsub layer's group channel (pub/sub ignores the db number)."""
     client = redis_client()
     if layer == "core":
-        return int(client.zcard(f"asgi:group:{group}"))
-    return int(dict(client.pubsub_numsub(f"asgi__group__{group}")).get(f"asgi__group__{group}".encode(), 0))
+        return int(client.zcard(f"{LAYER_PREFIX}:group:{group}"))
+    channel = f"{LAYER_PREFIX}__group__{group}"
+    return int(dict(client.pubsub_numsub(channel)).get(channel.encode(), 0))
 
 
 def tape_seq() -> int:
@@ -454,7 +461,7 @@ def run_ceiling(layer: str, clients: int, messages: int, logdir: Path, redis_pid
                 child.stop()
         with contextlib.suppress(Exception):
             client = redis_client()
-            client.delete(f"asgi:group:{group}")
+            client.delete(f"{LAYER_PREFIX}:group:{group}")
 
 
 class PublishProbe(threading.Thread):
@@ -467,7 +474,7 @@ class PublishProbe(threading.Thread):
 
         self.unpack = msgpack.unpackb
         self.pubsub = redis_client().pubsub(ignore_subscribe_messages=True)
-        self.pubsub.subscribe(f"asgi__group__{group}")
+        self.pubsub.subscribe(f"{LAYER_PREFIX}__group__{group}")
         self.latencies: list[float] = []
         self.stopping = threading.Event()
         self.start()
@@ -540,7 +547,7 @@ def settle(daphne: Daphne, layer: str, streams: list[str], timeout: float = 20.0
             break
     if layer == "core" and any(left.values()):
         log(f"  stale members of the core layer's groups, removed before the cell: {left}")
-        redis_client().delete(*(f"asgi:group:{s}" for s in streams))
+        redis_client().delete(*(f"{LAYER_PREFIX}:group:{s}" for s in streams))
     elif not idle:
         log(f"  WARNING: daphne still busy {timeout:.0f} s after the previous cell")
     return left
