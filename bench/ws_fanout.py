@@ -80,6 +80,8 @@ LAYERS = ("core", "pubsub")
 APP = "portal.asgi:application"
 SYMBOL = "BTCUSDT"
 TRADES = f"trades.{SYMBOL}"
+#: The channel layer group of every public stream of the symbol (marketdata.streams.layer_group).
+INSTRUMENT_GROUP = f"instrument.{SYMBOL}"
 #: The goals of the issue.
 P99_GOAL_MS = 150.0
 RATIO_GOAL = 0.5
@@ -485,7 +487,7 @@ class PublishProbe(threading.Thread):
             if message is not None:
                 now = time.time() * 1000
                 with contextlib.suppress(Exception):
-                    self.latencies.append(now - self.unpack(message["data"])["ts"])
+                    self.latencies.extend(now - part["ts"] for part in self.unpack(message["data"])["parts"])
 
     def reset(self) -> None:
         self.latencies = []
@@ -542,12 +544,12 @@ def settle(daphne: Daphne, layer: str, streams: list[str], timeout: float = 20.0
         before = daphne.cpu_seconds()
         time.sleep(0.5)
         idle = daphne.cpu_seconds() - before < 0.025
-        left = {s: group_members(layer, s) for s in streams}
+        left = {INSTRUMENT_GROUP: group_members(layer, INSTRUMENT_GROUP)}
         if (idle and (layer != "core" or not any(left.values()))) or time.monotonic() > deadline:
             break
     if layer == "core" and any(left.values()):
         log(f"  stale members of the core layer's groups, removed before the cell: {left}")
-        redis_client().delete(*(f"{LAYER_PREFIX}:group:{s}" for s in streams))
+        redis_client().delete(f"{LAYER_PREFIX}:group:{INSTRUMENT_GROUP}")
     elif not idle:
         log(f"  WARNING: daphne still busy {timeout:.0f} s after the previous cell")
     return left
@@ -572,7 +574,7 @@ def run_cell(
         for i, n in enumerate(shares)
     ]
     cell = {"layer": layer, "clients": clients, "steps": [], "connect_s": None, "stopped": "", "stale": stale}
-    probe = PublishProbe(TRADES) if layer == "pubsub" and TRADES in streams else None
+    probe = PublishProbe(INSTRUMENT_GROUP) if layer == "pubsub" else None
     try:
         readies = gens_recv(gens, timeout=300)
         failures = [f for r in readies for f in r.get("failures", [])]
@@ -588,7 +590,7 @@ def run_cell(
         cell["daphne_rss_mib"] = daphne.rss_mib()
         cell["connections_per_process"] = daphne.connections()
         # (on pubsub, less this process's own PublishProbe on the trades channel)
-        cell["group_members"] = {s: group_members(layer, s) - (probe is not None and s == TRADES) for s in streams}
+        cell["group_members"] = {INSTRUMENT_GROUP: group_members(layer, INSTRUMENT_GROUP) - (probe is not None)}
         log(
             f"  connected in {cell['connect_s']:.1f} s; connections per daphne process "
             f"{cell['connections_per_process']}; group members {cell['group_members']}"

@@ -6,6 +6,6 @@ class MarketdataConfig(AppConfig):
 
     def ready(self) -> None:
         from marketdata.streams import publish
-        from trading.events import trading_event
+        from trading.events import trading_events_committed
 
-        trading_event.connect(publish, dispatch_uid="marketdata.streams.publish")
+        trading_events_committed.connect(publish, dispatch_uid="marketdata.streams.publish")

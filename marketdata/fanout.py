@@ -2,10 +2,12 @@
 connection (DESIGN §8, ADR 0006; measured by bench/ws_fanout).
 
 Every WebSocket connection of a process that follows a stream registers with the process's
-`StreamHub` (one per event loop). The hub joins the stream's channel layer group once, with a
-channel of its own, receives each message once, encodes it to JSON once, and hands it to its
-followers, which send that text as is when it is the next message they expect. So a message
-for a thousand clients is one Redis delivery per process, not a thousand, and one encoding.
+`StreamHub` (one per event loop) under the stream's key (an account's key for the private
+streams). The hub joins the key's channel layer group once (one per instrument, one per
+account: `streams.layer_group`), with a channel of its own, receives each batch once, encodes
+each message in it to JSON once, and hands it to the followers of its key, which send that text
+as is when it is the next message they expect. So a message for a thousand clients is one
+Redis delivery per process, not a thousand, and one encoding.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import Any, Protocol
 
 import structlog
 from channels.layers import get_channel_layer
+
+from marketdata.streams import layer_group
 
 logger = structlog.get_logger("marketdata.fanout")
 
@@ -42,31 +46,42 @@ class StreamHub:
         self.layer = layer
         self.channel: str | None = None
         self.followers: dict[str, dict[Follower, None]] = {}
+        #: The keys followed in each channel layer group the hub belongs to.
+        self.joined: dict[str, set[str]] = {}
         self._tasks: list[asyncio.Task] = []
         #: Connections subscribe concurrently: one of them opens the channel and joins a group.
         self._joining = asyncio.Lock()
 
-    async def follow(self, group: str, follower: Follower) -> None:
+    async def follow(self, key: str, follower: Follower) -> None:
         async with self._joining:
             if self.channel is None:
                 self.channel = await self.layer.new_channel()
                 loop = asyncio.get_running_loop()
                 self._tasks = [loop.create_task(self._listen()), loop.create_task(self._renew())]
-            if group not in self.followers:
-                await self.layer.group_add(group, self.channel)
-                self.followers[group] = {}
-        self.followers[group][follower] = None
+            if key not in self.followers:
+                group = layer_group(key)
+                if group not in self.joined:
+                    await self.layer.group_add(group, self.channel)
+                    self.joined[group] = set()
+                self.joined[group].add(key)
+                self.followers[key] = {}
+        self.followers[key][follower] = None
 
-    async def unfollow(self, group: str, follower: Follower) -> None:
-        followers = self.followers.get(group)
+    async def unfollow(self, key: str, follower: Follower) -> None:
+        followers = self.followers.get(key)
         if followers is None:
             return
         followers.pop(follower, None)
         async with self._joining:
-            if not followers and self.followers.get(group) is followers:
-                del self.followers[group]
-                with contextlib.suppress(Exception):  # Redis gone: the membership expires by itself
-                    await self.layer.group_discard(group, self.channel)
+            if not followers and self.followers.get(key) is followers:
+                del self.followers[key]
+                group = layer_group(key)
+                keys = self.joined.get(group, set())
+                keys.discard(key)
+                if not keys:
+                    self.joined.pop(group, None)
+                    with contextlib.suppress(Exception):  # Redis gone: the membership expires by itself
+                        await self.layer.group_discard(group, self.channel)
 
     async def _listen(self) -> None:
         assert self.channel is not None
@@ -79,20 +94,21 @@ class StreamHub:
                 logger.error("stream_receive_failed", error=repr(error))
                 await asyncio.sleep(1)
                 continue
-            followers = self.followers.get(message.get("group", ""))
-            if not followers:
-                continue
-            text = client_text(message)
-            for follower in list(followers):
-                try:
-                    await follower.hub_message(message, text)
-                except Exception as error:  # noqa: BLE001 - one broken connection must not stop the others
-                    logger.error("stream_delivery_failed", stream=message.get("stream"), error=repr(error))
+            for part in message.get("parts", ()):
+                followers = self.followers.get(part["key"])
+                if not followers:
+                    continue
+                text = client_text(part)
+                for follower in list(followers):
+                    try:
+                        await follower.hub_message(part, text)
+                    except Exception as error:  # noqa: BLE001 - one broken connection must not stop the others
+                        logger.error("stream_delivery_failed", stream=part.get("stream"), error=repr(error))
 
     async def _renew(self) -> None:
         while True:
             await asyncio.sleep(RENEW_SECONDS)
-            for group in list(self.followers):
+            for group in list(self.joined):
                 with contextlib.suppress(Exception):
                     await self.layer.group_add(group, self.channel)
 

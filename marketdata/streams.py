@@ -83,32 +83,50 @@ def stream_parse(name: str) -> StreamName | None:
 
 
 def account_group(account_id: int) -> str:
-    """The channel layer group of one account's private messages (all three streams)."""
+    """The key of one account's private messages (all three streams); also its channel layer group."""
     return f"account.{account_id}"
 
 
-def publish(sender: Any, event: TradingEvent, **kwargs: Any) -> None:
-    """`trading_event` receiver: the event's stream message to its group. The committing
-    thread only hands it over (`_sender`); the channel layer may drop a message under load,
-    and the client sees that as a gap in `seq`."""
+def layer_group(key: str) -> str:
+    """The channel layer group that carries the messages of `key` (a public stream's name, or
+    an account's key): one group per instrument for all its public streams, one per account.
+    A transaction's messages to one group travel as one batch (`_Sender`)."""
+    if key.startswith("account."):
+        return key
+    return f"instrument.{key.split('.')[1]}"
+
+
+def publish(sender: Any, events: list[TradingEvent], **kwargs: Any) -> None:
+    """`trading_events_committed` receiver: a committed transaction's stream messages, handed
+    over to the sender in one go (so they leave as one batch per channel layer group). The
+    committing thread only hands them over (`_sender`); the channel layer may drop a message
+    under load, and the client sees that as a gap in `seq`."""
+    messages = [message for event in events for message in _messages(event)]
+    if messages:
+        _sender.send(messages)
+
+
+def _messages(event: TradingEvent) -> list[tuple[str, dict]]:
+    """(channel layer group, message) for each stream message of `event`."""
     if event.kind in PRIVATE_STREAMS and event.account_id is not None:
-        stream = PRIVATE_STREAMS[event.kind]
-        _send(account_group(event.account_id), stream, event.seq, event.data, account=event.account_id)
-    elif event.kind == "trades":
-        _send(f"trades.{event.symbol}", f"trades.{event.symbol}", event.seq, event.data["trades"])
-    elif event.kind == "book":
-        _send(f"book.{event.symbol}", f"book.{event.symbol}", event.seq, {"snapshot": False, **event.data})
-    elif event.kind == "candles":
-        for interval, candle in event.data["candles"].items():
-            stream = f"candles.{event.symbol}.{interval}"
-            _send(stream, stream, event.seq, candle)
+        key = account_group(event.account_id)
+        return [_message(key, PRIVATE_STREAMS[event.kind], event.seq, event.data, account=event.account_id)]
+    if event.kind == "trades":
+        return [_message(f"trades.{event.symbol}", f"trades.{event.symbol}", event.seq, event.data["trades"])]
+    if event.kind == "book":
+        book = f"book.{event.symbol}"
+        return [_message(book, book, event.seq, {"snapshot": False, **event.data})]
+    if event.kind == "candles":
+        streams = ((f"candles.{event.symbol}.{interval}", candle) for interval, candle in event.data["candles"].items())
+        return [_message(stream, stream, event.seq, candle) for stream, candle in streams]
+    return []
 
 
-def _send(group: str, stream: str, seq: int, data: Any, **extra: Any) -> None:
-    """One message to `group`; it names its group, so the serving process's hub
-    (`marketdata.fanout`) knows whom to hand it to."""
-    message = {"type": "stream.message", "group": group, "stream": stream, "seq": seq, "ts": int(time.time() * 1000)}
-    _sender.send(group, {**message, "data": data, **extra})
+def _message(key: str, stream: str, seq: int, data: Any, **extra: Any) -> tuple[str, dict]:
+    """One message for the followers of `key`, bound for its channel layer group; the serving
+    process's hub (`marketdata.fanout`) hands it to the connections that follow the key."""
+    message = {"key": key, "stream": stream, "seq": seq, "ts": int(time.time() * 1000), "data": data}
+    return layer_group(key), {**message, **extra}
 
 
 def serving_loop_set(loop: asyncio.AbstractEventLoop) -> None:
@@ -131,29 +149,40 @@ class _Sender:
         self._lock = threading.Lock()
         self._queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Queue] = weakref.WeakKeyDictionary()
 
-    def send(self, group: str, message: dict) -> None:
+    def send(self, messages: list[tuple[str, dict]]) -> None:
+        """Hand over (group, message) pairs; they are queued in one step on the sending loop."""
         layer = get_channel_layer()
         if layer is not None:
             loop = self._target()
-            loop.call_soon_threadsafe(self._enqueue, loop, layer, group, message)
+            loop.call_soon_threadsafe(self._enqueue, loop, layer, messages)
 
-    def _enqueue(self, loop: asyncio.AbstractEventLoop, layer: Any, group: str, message: dict) -> None:
+    def _enqueue(self, loop: asyncio.AbstractEventLoop, layer: Any, messages: list[tuple[str, dict]]) -> None:
         queue = self._queues.get(loop)
         if queue is None:
             queue = self._queues[loop] = asyncio.Queue(maxsize=SEND_QUEUE_LIMIT)
             loop.create_task(self._drain(queue, layer))
-        try:
-            queue.put_nowait((group, message))
-        except asyncio.QueueFull:  # Redis is away: the clients will see the gap in seq
-            logger.error("stream_publish_dropped", stream=group, seq=message["seq"], queued=queue.qsize())
+        for group, message in messages:
+            try:
+                queue.put_nowait((group, message))
+            except asyncio.QueueFull:  # Redis is away: the clients will see the gap in seq
+                logger.error("stream_publish_dropped", stream=message["stream"], seq=message["seq"])
 
     async def _drain(self, queue: asyncio.Queue, layer: Any) -> None:
+        """Send what is queued, one batch per group: the messages a transaction produced for an
+        instrument (tape, candles, book) or an account (orders, fills, balances) are handed
+        over together, so they leave as one channel layer message instead of about fifteen."""
         while True:
+            batches: dict[str, list[dict]] = {}
             group, message = await queue.get()
-            try:
-                await layer.group_send(group, message)
-            except Exception as error:  # noqa: BLE001 - one failed send must not stop the next
-                logger.error("stream_publish_failed", stream=group, seq=message["seq"], error=repr(error))
+            batches[group] = [message]
+            while not queue.empty() and sum(map(len, batches.values())) < BATCH_LIMIT:
+                group, message = queue.get_nowait()
+                batches.setdefault(group, []).append(message)
+            for group, parts in batches.items():
+                try:
+                    await layer.group_send(group, {"type": "stream.batch", "group": group, "parts": parts})
+                except Exception as error:  # noqa: BLE001 - one failed send must not stop the next
+                    logger.error("stream_publish_failed", group=group, messages=len(parts), error=repr(error))
 
     def _target(self) -> asyncio.AbstractEventLoop:
         if self.serving_loop is not None and self.serving_loop.is_running():
@@ -168,6 +197,8 @@ class _Sender:
 
 #: Messages a process holds for the channel layer before it drops new ones (Redis away).
 SEND_QUEUE_LIMIT = 10_000
+#: Messages sent as one batch at most.
+BATCH_LIMIT = 500
 
 
 _sender = _Sender()

@@ -26,6 +26,9 @@ from trading.models import TradingAccount
 
 #: Sent once per event with `event=TradingEvent`.
 trading_event = Signal()
+#: Then sent once per committed transaction with all its events, `events=[TradingEvent, …]`
+#: (the WebSocket publisher sends them as one batch per instrument and per account).
+trading_events_committed = Signal()
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,7 @@ def send_after_commit(events: list[TradingEvent]) -> None:
     def send() -> None:
         for event in events:
             trading_event.send(sender=TradingEvent, event=event)
+        trading_events_committed.send(sender=TradingEvent, events=events)
 
     transaction.on_commit(send, robust=True)
 

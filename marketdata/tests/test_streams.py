@@ -10,11 +10,13 @@ from decimal import Decimal
 import pytest
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
 from marketdata.consumers import CLOSE_FLOOD
 from marketdata.fanout import stream_hub
 from marketdata.models import Instrument
+from marketdata.streams import layer_group, serving_loop_set
 from marketdata.tests.test_candles import clock, cross  # noqa: F401 - fixtures
 from portal.routing import websocket_application
 
@@ -162,7 +164,7 @@ def test_connections_of_a_process_share_one_channel_layer_membership_per_stream(
         for socket in sockets:
             await socket.receive_json_from()
         hub = stream_hub()
-        members = await _group_members(hub.layer, "trades.BTCUSDT")
+        members = await _group_members(hub.layer, layer_group("trades.BTCUSDT"))
         await crossed("101", "0.5")
         received = [await socket.receive_json_from(timeout=5) for socket in sockets]
         for socket in sockets:
@@ -184,3 +186,24 @@ async def _group_members(layer, group: str) -> list[str]:
         return sorted(layer.groups.get(group, {}))
     connection = layer.connection(layer.consistent_hash(group))
     return sorted(member.decode() for member in await connection.zrange(layer._group_key(group), 0, -1))
+
+
+def test_a_transactions_messages_for_an_instrument_travel_as_one_batch(cross):  # noqa: F811
+    crossed = database_sync_to_async(cross)
+
+    async def scenario():
+        serving_loop_set(asyncio.get_running_loop())
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        await layer.group_add(layer_group("trades.BTCUSDT"), channel)
+        await crossed("101", "0.5")  # a resting sell (the book), then a buy that takes it
+        batches = [await asyncio.wait_for(layer.receive(channel), 5) for _ in range(2)]
+        await layer.group_discard(layer_group("trades.BTCUSDT"), channel)
+        return batches
+
+    resting, crossing = run(scenario)
+    assert resting["type"] == crossing["type"] == "stream.batch"
+    assert [part["stream"] for part in resting["parts"]] == ["book.BTCUSDT"]
+    streams = [part["stream"] for part in crossing["parts"]]
+    assert streams[0] == "trades.BTCUSDT" and streams[-1] == "book.BTCUSDT"
+    assert sorted(streams[1:-1]) == sorted(f"candles.BTCUSDT.{i}" for i in ("1m", "5m", "15m", "1h", "4h", "1d"))
