@@ -328,19 +328,33 @@ def wait_ready(server: Server, key: str, timeout: float = 60) -> None:
 
 
 def stop_server(server: Server) -> None:
-    for proc in server.procs:
+    stop_processes(server.procs)
+    server.sock.close()
+
+
+def stop_processes(procs: list[subprocess.Popen]) -> None:
+    """SIGTERM to each of `procs` (by PID), then SIGKILL to the process group of any still up
+    after 10 s (each was started in a session of its own: its pid is the group id)."""
+    for proc in procs:
         if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGTERM)
-    for proc in server.procs:
+    for proc in procs:
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            # The server's own process group (start_new_session): its pid is the group id.
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=5)
-    server.sock.close()
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of `pid` so far, from /proc; None for a process gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # --------------------------------------------------------------------------- load

@@ -39,7 +39,6 @@ import json
 import os
 import random
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -59,12 +58,14 @@ from bench.api_overhead import (  # noqa: E402 - the repository root must be imp
     REDIS_URL,
     ROOT,
     base_env,
+    cpu_seconds,
     http_get,
     log,
     machine_info,
     median,
     pg_admin,
     run_wrk,
+    stop_processes,
 )
 
 RESULTS = ROOT / "bench" / "results"
@@ -159,14 +160,7 @@ def start_gunicorn(workers: int, logdir: Path) -> tuple[socket.socket, subproces
 
 
 def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=5)
+    stop_processes([proc])
 
 
 INSTRUMENTS = [
@@ -258,13 +252,8 @@ def run_orders(port: int, clients: int, orders: int, key: str, accounts: list[in
 
 def _cpu_seconds(pids: list[int]) -> dict[int, float]:
     """User + system CPU of each of `pids` so far, from /proc (a process gone is left out)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    seconds = {}
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            seconds[pid] = (int(fields[11]) + int(fields[12])) / tick
-    return seconds
+    readings = {pid: cpu_seconds(pid) for pid in pids}
+    return {pid: seconds for pid, seconds in readings.items() if seconds is not None}
 
 
 def _cpu_spent(before: dict[int, float], after: dict[int, float]) -> float:

@@ -70,7 +70,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.api_overhead import BIN, PG_ADMIN, PG_HOST, PG_PORT, ROOT, base_env, http_get, log  # noqa: E402
+from bench.api_overhead import (  # noqa: E402
+    BIN,
+    PG_ADMIN,
+    PG_HOST,
+    PG_PORT,
+    ROOT,
+    base_env,
+    http_get,
+    log,
+    stop_processes,
+)
+from bench.api_overhead import cpu_seconds as proc_cpu_seconds  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 DB_NAME = "tradeport_wsbench"
@@ -286,27 +297,13 @@ class Daphne:
         return counts
 
     def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
+        stop_processes(self.procs)
         self.sock.close()
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of `pid` so far, from /proc (0 for a process gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds of `pid` so far (0 for a process gone)."""
+    return proc_cpu_seconds(pid) or 0.0
 
 
 def rss_mib(pid: int) -> float:

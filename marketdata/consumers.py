@@ -37,10 +37,9 @@ from marketdata.streams import PRIVATE, StreamName, account_group, serving_loop_
 from marketdata.tickers import ticker_hub, ticker_message
 from portal.api_keys import ApiKeyRejected, api_key_authenticate
 from portal.choices import ApiKeyScope
-from portal.decimals import amount_text
 from portal.net import client_ip_from
-from trading.events import PRIVATE_ORDER
-from trading.selectors import Depth, account_ids_owned, account_stream_seqs, book_depth
+from trading.events import PRIVATE_ORDER, levels_json
+from trading.selectors import Depth, account_stream_seqs, book_depth
 
 #: Close codes: a key that failed, a client that floods the server.
 CLOSE_UNAUTHORIZED = 4001
@@ -49,12 +48,12 @@ CLOSE_FLOOD = 4029
 
 @dataclass
 class _Subscription:
-    """One subscribed name: the channel layer groups it listens to, the accounts it covers
-    (private streams), the snapshot it started from (book), its coalesced diffs (a book with an
-    update speed), and the last ticker it sent."""
+    """One subscribed name: the keys it follows in the process's hub (a public stream's name, or
+    an account's key), the accounts it covers (private streams), the number it started from (a
+    book's snapshot, the last ticker sent), and its coalesced diffs (a book with an update speed)."""
 
     stream: StreamName
-    groups: tuple[str, ...]
+    keys: tuple[str, ...]
     accounts: frozenset[int] = frozenset()
     floor: int = 0
     coalescer: BookCoalescer = field(default_factory=BookCoalescer)
@@ -90,8 +89,8 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         for sub in self.subscriptions.values():
             if sub.stream.kind == "ticker":
                 await ticker_hub().unfollow(sub.stream.symbol, self)
-        for group in self._groups():
-            await stream_hub().unfollow(group, self)
+        for key in self._keys():
+            await stream_hub().unfollow(key, self)
 
     # -- client frames ---------------------------------------------------------------------
 
@@ -161,16 +160,15 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         if accounts is None:
             return
         for found in new:
-            owned = accounts if found.account_id is None else frozenset({found.account_id})
+            covered: frozenset[int] = frozenset()
             if found.kind in PRIVATE:
-                groups = tuple(account_group(pk) for pk in sorted(owned))
+                covered = accounts if found.account_id is None else frozenset({found.account_id})
+                keys = tuple(account_group(pk) for pk in sorted(covered))
             else:
-                groups = () if found.kind == "ticker" else (found.group,)
-            for group in set(groups) - self._groups():
-                await stream_hub().follow(group, self)
-            self.subscriptions[found.name] = _Subscription(
-                found, groups, frozenset(owned) if found.kind in PRIVATE else frozenset()
-            )
+                keys = () if found.kind == "ticker" else (found.group,)
+            for key in set(keys) - self._keys():
+                await stream_hub().follow(key, self)
+            self.subscriptions[found.name] = _Subscription(found, keys, covered)
         starts = await database_sync_to_async(_start_points)(new, self.user)
         await self.send_json({"op": "subscribed", "streams": sorted(wanted)})
         for found in new:
@@ -187,7 +185,7 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
                 "unauthorized_stream", f"{names}: authenticate first (a session, or an API key with the read scope)."
             )
             return None
-        owned = frozenset(await database_sync_to_async(account_ids_owned)(user=self.user))
+        owned = frozenset(await database_sync_to_async(account_stream_seqs)(user=self.user))
         refused = [found.name for found in private if found.account_id is not None and found.account_id not in owned]
         if refused:
             await self._error("unauthorized_stream", f"{', '.join(refused)}: not an account of yours.")
@@ -218,13 +216,13 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
     async def _unsubscribe(self, names: list[str]) -> None:
         parsed = [stream_parse(name) for name in names]
         gone = sorted({found.name for found in parsed if found is not None} & set(self.subscriptions))
-        kept_before = self._groups()
+        kept_before = self._keys()
         for name in gone:
             found = self.subscriptions.pop(name).stream
             if found.kind == "ticker":
                 await ticker_hub().unfollow(found.symbol, self)
-        for group in kept_before - self._groups():
-            await stream_hub().unfollow(group, self)
+        for key in kept_before - self._keys():
+            await stream_hub().unfollow(key, self)
         self.reorder.keep_only(self._reorder_keys())
         await self.send_json({"op": "unsubscribed", "streams": gone})
 
@@ -293,8 +291,8 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _groups(self) -> set[str]:
-        return {group for sub in self.subscriptions.values() for group in sub.groups}
+    def _keys(self) -> set[str]:
+        return {key for sub in self.subscriptions.values() for key in sub.keys}
 
     def _reorder_keys(self) -> set[Hashable]:
         keys: set[Hashable] = set()
@@ -360,8 +358,8 @@ def _snapshot_json(name: str, depth: Depth) -> Message:
         "ts": int(time.time() * 1000),
         "data": {
             "snapshot": True,
-            "bids": [[amount_text(level.price), amount_text(level.quantity)] for level in depth.bids],
-            "asks": [[amount_text(level.price), amount_text(level.quantity)] for level in depth.asks],
+            "bids": levels_json((level.price, level.quantity) for level in depth.bids),
+            "asks": levels_json((level.price, level.quantity) for level in depth.asks),
         },
     }
 

@@ -1,9 +1,10 @@
 """The WebSocket streams' names and their fan-out (DESIGN §8, ADR 0006).
 
-After a transaction commits, the engine's events reach `publish` (a `trading_event`
-receiver), which sends each stream's message to the channel layer group of that stream; in
-each serving process the `StreamHub` (`marketdata.fanout`) that is a member of the group hands
-it to the connections that follow it. A message carries `seq`, given
+After a transaction commits, the engine's events reach `publish` (a `trading_events_committed`
+receiver), which sends the transaction's stream messages as one batch to the channel layer
+group of their instrument or account (`layer_group`); in each serving process the `StreamHub`
+(`marketdata.fanout`) that is a member of the group hands each message to the connections
+that follow its stream. A message carries `seq`, given
 inside the transaction under the instrument's lock, so a client sees the commit order and any
 gap (then it resyncs from REST, which is the truth).
 

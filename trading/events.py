@@ -1,8 +1,9 @@
 """Trading events, published only after the transaction that made them commits.
 
-`trading_event` is a plain Django signal: the realtime layer (WebSocket streams) and anything
-else that wants to know connects a receiver. Nothing is sent for rolled-back work, because
-`publish_after_commit` hands the events to `transaction.on_commit`.
+`trading_events_committed` is a plain Django signal, sent once per committed transaction with
+all its events: the realtime layer (WebSocket streams) and anything else that wants to know
+connects a receiver. Nothing is sent for rolled-back work, because `send_after_commit` hands
+the events to `transaction.on_commit`.
 """
 
 from __future__ import annotations
@@ -24,10 +25,8 @@ from portal.decimals import amount_text
 from trading.choices import Side
 from trading.models import TradingAccount
 
-#: Sent once per event with `event=TradingEvent`.
-trading_event = Signal()
-#: Then sent once per committed transaction with all its events, `events=[TradingEvent, …]`
-#: (the WebSocket publisher sends them as one batch per instrument and per account).
+#: Sent once per committed transaction with all its events, `events=[TradingEvent, …]` (the
+#: WebSocket publisher sends them as one batch per instrument and per account).
 trading_events_committed = Signal()
 
 
@@ -72,8 +71,6 @@ def send_after_commit(events: list[TradingEvent]) -> None:
         return
 
     def send() -> None:
-        for event in events:
-            trading_event.send(sender=TradingEvent, event=event)
         trading_events_committed.send(sender=TradingEvent, events=events)
 
     transaction.on_commit(send, robust=True)
@@ -244,11 +241,12 @@ def book_event(level_sizes: dict[tuple[str, Decimal], Decimal], *, symbol: str, 
     bids = sorted((price, size) for (side, price), size in level_sizes.items() if side == Side.BUY)
     asks = sorted((price, size) for (side, price), size in level_sizes.items() if side == Side.SELL)
     return TradingEvent(
-        kind="book", symbol=symbol, seq=seq, data={"bids": _levels_json(reversed(bids)), "asks": _levels_json(asks)}
+        kind="book", symbol=symbol, seq=seq, data={"bids": levels_json(reversed(bids)), "asks": levels_json(asks)}
     )
 
 
-def _levels_json(levels: Iterable[tuple[Decimal, Decimal]]) -> list[list[str]]:
+def levels_json(levels: Iterable[tuple[Decimal, Decimal]]) -> list[list[str]]:
+    """Book levels as the book stream writes them: `[price, size]` as amount strings."""
     return [[amount_text(price), amount_text(size)] for price, size in levels]
 
 

@@ -74,17 +74,10 @@ def accounts_visible_to(user) -> QuerySet[TradingAccount]:
     return _visible_to(user, TradingAccount.objects.select_related("owner", "venue"), owner_lookup="owner")
 
 
-def account_ids_owned(*, user) -> set[int]:
-    return set(TradingAccount.objects.filter(owner=user).values_list("pk", flat=True))
-
-
-def account_stream_seqs(*, user, account_ids: set[int] | None = None) -> dict[int, tuple[int, int, int]]:
-    """The private streams' counters (orders, fills, balances) of `user`'s own accounts (all
-    of them, or those among `account_ids`): private streams carry only the owner's accounts,
-    whatever the user's role."""
+def account_stream_seqs(*, user) -> dict[int, tuple[int, int, int]]:
+    """`user`'s own accounts with their private streams' counters (orders, fills, balances):
+    private streams carry only the owner's accounts, whatever the user's role."""
     accounts = TradingAccount.objects.filter(owner=user)
-    if account_ids is not None:
-        accounts = accounts.filter(pk__in=account_ids)
     return {pk: seqs for pk, *seqs in accounts.values_list("pk", "orders_seq", "fills_seq", "balances_seq")}  # type: ignore[misc]
 
 
@@ -212,19 +205,17 @@ def book_depth(*, instrument: Instrument, levels: int = 20) -> Depth:
         rows = Instrument.objects.filter(pk=instrument.pk)
         return (rows.select_for_update(no_key=True) if lock else rows).values_list("book_seq", flat=True).get()
 
-    for _ in range(_DEPTH_OPTIMISTIC_READS):
-        before = sequence()
+    def read(*, lock: bool = False) -> Depth:
+        seq = sequence(lock=lock)
         bids, asks = side_levels(Side.BUY, "-price"), side_levels(Side.SELL, "price")
-        if sequence() == before:
-            return Depth(symbol=instrument.symbol, sequence=before, bids=bids, asks=asks)
+        return Depth(symbol=instrument.symbol, sequence=seq, bids=bids, asks=asks)
+
+    for _ in range(_DEPTH_OPTIMISTIC_READS):
+        depth = read()
+        if sequence() == depth.sequence:
+            return depth
     with transaction.atomic():
-        before = sequence(lock=True)
-        return Depth(
-            symbol=instrument.symbol,
-            sequence=before,
-            bids=side_levels(Side.BUY, "-price"),
-            asks=side_levels(Side.SELL, "price"),
-        )
+        return read(lock=True)
 
 
 @dataclass(frozen=True)

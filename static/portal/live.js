@@ -74,7 +74,12 @@
     },
     // fn(open): told when the socket opens or drops (pages poll REST while it is down).
     onStatus: function (fn) { listeners.push(fn); },
-    isOpen: function () { return !!socket && socket.readyState === WebSocket.OPEN; }
+    isOpen: function () { return !!socket && socket.readyState === WebSocket.OPEN; },
+    // "64000.12000000" → "64000.12": an amount of a stream message as the server renders amounts.
+    plain: function (text) {
+      text = String(text);
+      return text.indexOf(".") === -1 ? text : text.replace(/0+$/, "").replace(/\.$/, "");
+    }
   };
   connect();
 })();

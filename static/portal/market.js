@@ -15,10 +15,7 @@
   var DEPTH = 10, TAPE = 15, POLL_MS = 1000;
   var book = { bids: {}, asks: {} };
 
-  function plain(text) {  // "64000.12000000" → "64000.12", as the server renders amounts
-    text = String(text);
-    return text.indexOf(".") === -1 ? text : text.replace(/0+$/, "").replace(/\.$/, "");
-  }
+  var plain = live.plain;
   function row(className, cells) {
     var tr = document.createElement("tr");
     if (className) tr.className = className;

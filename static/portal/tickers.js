@@ -6,10 +6,7 @@
   "use strict";
   var live = window.TradeportLive;
   if (!live) return;
-  function plain(text) {
-    text = String(text);
-    return text.indexOf(".") === -1 ? text : text.replace(/0+$/, "").replace(/\.$/, "");
-  }
+  var plain = live.plain;
   document.querySelectorAll("[data-ticker-symbol]").forEach(function (row) {
     function cell(name) { return row.querySelector("[data-cell=" + name + "]"); }
     live.subscribe("ticker." + row.dataset.tickerSymbol, {

@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 from django.db import transaction
 
-from trading.events import trading_event
+from trading.events import trading_events_committed
 from trading.services import deposit_create
 
 D = Decimal
@@ -14,14 +14,14 @@ D = Decimal
 
 @pytest.fixture
 def received():
-    events = []
+    collected = []
 
-    def receiver(sender, event, **kwargs):
-        events.append(event)
+    def receiver(sender, events, **kwargs):
+        collected.extend(events)
 
-    trading_event.connect(receiver)
-    yield events
-    trading_event.disconnect(receiver)
+    trading_events_committed.connect(receiver)
+    yield collected
+    trading_events_committed.disconnect(receiver)
 
 
 @pytest.mark.django_db(transaction=True)
