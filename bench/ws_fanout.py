@@ -7,6 +7,7 @@ Run from the repository root with the project's virtualenv (PostgreSQL and Redis
     .venv/bin/python bench/ws_fanout.py --quick            # smoke run, about a minute
     .venv/bin/python bench/ws_fanout.py --streams trades.BTCUSDT   # without the book stream
     .venv/bin/python bench/ws_fanout.py --layers pubsub --daphne-procs 2   # two daphnes, one socket
+    .venv/bin/python bench/ws_fanout.py --layers pubsub,pubsub:daphne      # frames vs daphne's own command
 
 What it does (figures and reading in bench/README.md):
 
@@ -15,7 +16,8 @@ What it does (figures and reading in bench/README.md):
 2. Starts, for each channel layer (`CHANNEL_LAYER=core`: channels_redis.core.RedisChannelLayer,
    `pubsub`: channels_redis.pubsub.RedisPubSubChannelLayer; portal/settings/channels.py),
    `--daphne-procs` daphne processes (default 1, as docker-compose's `ws` service runs it;
-   DB_POOL=1 each) on one listening socket created here, handed to each as `daphne --fd N`: the
+   DB_POOL=1 each; `python -m portal.asgi_server`, or daphne's own command for a `--layers`
+   entry ending in `:daphne`) on one listening socket created here, handed to each as `--fd N`: the
    kernel gives each accepted connection to one of them, as a deployment would scale the `ws`
    service on more cores. And one trading process (`python -m bench.ws_load trader`: Django on
    the same database, Redis and layer, `EMBEDDED_BACKGROUND=0`).
@@ -87,6 +89,11 @@ RESULTS = ROOT / "bench" / "results"
 DB_NAME = "tradeport_wsbench"
 REDIS_URL = "redis://127.0.0.1:6379/11"
 LAYERS = ("core", "pubsub")
+#: How the server is run, after a colon in a `--layers` entry (`pubsub`, `pubsub:daphne`): the
+#: project's server (`python -m portal.asgi_server`: daphne with the frames extension, as
+#: `make run` and compose run it) or daphne's own command (every stream message goes through
+#: Channels' `send` per connection).
+SERVERS = {"": [sys.executable, "-m", "portal.asgi_server"], "daphne": [str(BIN / "daphne")]}
 #: What daphne serves: the project's ASGI application, as docker-compose's `ws` service.
 APP = "portal.asgi:application"
 SYMBOL = "BTCUSDT"
@@ -109,6 +116,11 @@ TRADER_SHARE = 0.95
 LAYER_PREFIX = "asgi"
 
 
+def channel_layer(setup: str) -> str:
+    """The channel layer of a `--layers` entry (`pubsub:daphne` → `pubsub`)."""
+    return setup.partition(":")[0]
+
+
 def env_for(layer: str, appname: str, **extra: str) -> dict[str, str]:
     env = base_env(PG_ADMIN, appname)
     env.update(
@@ -116,7 +128,7 @@ def env_for(layer: str, appname: str, **extra: str) -> dict[str, str]:
             "DJANGO_SETTINGS_MODULE": "portal.settings",
             "DATABASE_URL": f"postgres://{PG_ADMIN}@{PG_HOST}:{PG_PORT}/{DB_NAME}",
             "REDIS_URL": REDIS_URL,
-            "CHANNEL_LAYER": layer,
+            "CHANNEL_LAYER": channel_layer(layer),
             # The key names this script reads (group_members, the commit → Redis probe).
             "CHANNEL_LAYER_PREFIX": LAYER_PREFIX,
             "EMBEDDED_BACKGROUND": "0",
@@ -214,7 +226,8 @@ class Daphne:
                 logfile = logdir / f"daphne-{layer}-{index}.log"
                 # As docker-compose runs the `ws` service: a bounded psycopg pool per process.
                 env = env_for(layer, f"wsbench-daphne-{layer}-{index}", DB_POOL="1", DB_POOL_MAX="10")
-                command = [str(BIN / "daphne"), "--fd", str(fd), "--access-log", "/dev/null", "-v", "0", APP]
+                server = SERVERS[layer.partition(":")[2]]
+                command = [*server, "--fd", str(fd), "--access-log", "/dev/null", "-v", "0", APP]
                 with open(logfile, "ab") as out:  # the server writes to its own copy
                     self.procs.append(
                         subprocess.Popen(
@@ -324,7 +337,7 @@ def group_members(layer: str, group: str) -> int:
     """Subscribers of `group` left in Redis: channel names in the core layer's group set, or
     processes subscribed to the pubsub layer's group channel (pub/sub ignores the db number)."""
     client = redis_client()
-    if layer == "core":
+    if channel_layer(layer) == "core":
         return int(client.zcard(f"{LAYER_PREFIX}:group:{group}"))
     channel = f"{LAYER_PREFIX}__group__{group}"
     return int(dict(client.pubsub_numsub(channel)).get(channel.encode(), 0))
@@ -542,9 +555,9 @@ def settle(daphne: Daphne, layer: str, streams: list[str], timeout: float = 20.0
         time.sleep(0.5)
         idle = daphne.cpu_seconds() - before < 0.025
         left = {INSTRUMENT_GROUP: group_members(layer, INSTRUMENT_GROUP)}
-        if (idle and (layer != "core" or not any(left.values()))) or time.monotonic() > deadline:
+        if (idle and (channel_layer(layer) != "core" or not any(left.values()))) or time.monotonic() > deadline:
             break
-    if layer == "core" and any(left.values()):
+    if channel_layer(layer) == "core" and any(left.values()):
         log(f"  stale members of the core layer's groups, removed before the cell: {left}")
         redis_client().delete(f"{LAYER_PREFIX}:group:{INSTRUMENT_GROUP}")
     elif not idle:
@@ -571,7 +584,7 @@ def run_cell(
         for i, n in enumerate(shares)
     ]
     cell = {"layer": layer, "clients": clients, "steps": [], "connect_s": None, "stopped": "", "stale": stale}
-    probe = PublishProbe(INSTRUMENT_GROUP) if layer == "pubsub" else None
+    probe = PublishProbe(INSTRUMENT_GROUP) if channel_layer(layer) == "pubsub" else None
     try:
         readies = gens_recv(gens, timeout=300)
         failures = [f for r in readies for f in r.get("failures", [])]
@@ -742,7 +755,7 @@ def parse_args(argv=None):
     parser.add_argument(
         "--layers",
         default=",".join(LAYERS),
-        help="channel layers (core, pubsub)",
+        help="channel layers (core, pubsub), each optionally served by daphne's own command (pubsub:daphne)",
     )
     parser.add_argument(
         "--daphne-procs",
@@ -765,9 +778,9 @@ def parse_args(argv=None):
         args.rounds, args.clients, args.rates = 1, "100,1000", "1"
         args.step_seconds, args.ceiling_deliveries, args.max_minutes = 2.0, 20_000, 2.0
     args.layers = [x for x in args.layers.split(",") if x]
-    unknown = [x for x in args.layers if x not in LAYERS]
+    unknown = [x for x in args.layers if channel_layer(x) not in LAYERS or x.partition(":")[2] not in SERVERS]
     if unknown:
-        parser.error(f"--layers: unknown {', '.join(unknown)} (choose from {', '.join(LAYERS)})")
+        parser.error(f"--layers: unknown {', '.join(unknown)} (choose from {', '.join(LAYERS)}, or one with :daphne)")
     if args.daphne_procs < 1:
         parser.error("--daphne-procs must be at least 1")
     args.clients = [int(x) for x in args.clients.split(",") if x]
@@ -820,7 +833,7 @@ def main(argv=None) -> int:
             this_round = {"round": number, "cells": []}
             ceilings: dict[tuple[str, int], dict] = {}
             for clients, layer in pairs:
-                key = (layer, clients)
+                key = (channel_layer(layer), clients)
                 if key not in ceilings:
                     messages = max(20, min(1000, args.ceiling_deliveries // clients))
                     log(f"round {number}: {key[0]} layer alone, {clients} channels x {messages} messages")

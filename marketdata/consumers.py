@@ -30,12 +30,13 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from marketdata.delivery import BookCoalescer, Message, Reorder
-from marketdata.fanout import client_text, stream_hub
+from marketdata.fanout import Outgoing, client_text, stream_hub
 from marketdata.models import Instrument
 from marketdata.selectors import tape_seqs
 from marketdata.streams import PRIVATE, StreamName, account_group, serving_loop_set, stream_parse
 from marketdata.tickers import ticker_hub, ticker_message
 from portal.api_keys import ApiKeyRejected, api_key_authenticate
+from portal.asgi_server import FRAMES_EXTENSION
 from portal.choices import ApiKeyScope
 from portal.net import client_ip_from
 from trading.events import PRIVATE_ORDER, levels_json
@@ -78,6 +79,8 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         self.timer: asyncio.TimerHandle | None = None
         #: Stream messages go out from two tasks (arrivals and the timer), never interleaved.
         self.delivering = asyncio.Lock()
+        #: The server's frames extension, when it has one (portal/asgi_server.py).
+        self.frames = (self.scope.get("extensions") or {}).get(FRAMES_EXTENSION)
         await self.accept()
         presented = _presented_key(self.scope)
         if presented is not None:
@@ -228,26 +231,28 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
 
     # -- stream messages -------------------------------------------------------------------
 
-    async def hub_message(self, message: Message, text: str) -> None:
-        """A stream message from the process's hub (`text`: its client frame, encoded once for
-        every connection): in order, to the subscriptions it belongs to."""
+    async def hub_message(self, outgoing: Outgoing, now: float) -> None:
+        """A stream message from the process's hub: in order, to the subscriptions it belongs to."""
+        message = outgoing.message
         if message["stream"].startswith("ticker."):
-            await self._deliver(message, text)
+            await self._deliver(message, outgoing)
             return
         key = (message["stream"], message["account"]) if "account" in message else message["stream"]
         async with self.delivering:
-            for ready in self.reorder.accept(key, message, self._now()):
-                await self._deliver(ready, text if ready is message else None)
-        self._arm()
+            ready = self.reorder.accept(key, message, now)
+            for one in ready:
+                await self._deliver(one, outgoing if one is message else None)
+        if not ready:
+            self._arm()  # held ahead of a missing one: its window runs from now
 
-    async def _deliver(self, message: Message, text: str | None = None) -> None:
+    async def _deliver(self, message: Message, outgoing: Outgoing | None = None) -> None:
         """One message, in order, to the subscriptions it belongs to (once per private stream)."""
         stream = message["stream"]
         if stream in PRIVATE:
             if any(
                 sub.stream.kind == stream and message["account"] in sub.accounts for sub in self.subscriptions.values()
             ):
-                await self.send(text_data=text or client_text(message))
+                await self._send_stream(message, outgoing)
             return
         for sub in list(self.subscriptions.values()):
             if sub.stream.group != stream or message["seq"] <= sub.floor:
@@ -256,10 +261,21 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
                 sub.coalescer.add(message)
                 if sub.flush_at is None:
                     sub.flush_at = self._now() + sub.stream.interval_ms / 1000
+                    self._arm()
                 continue
             if sub.stream.kind == "ticker":
                 sub.floor = message["seq"]
-            await self.send(text_data=text or client_text(message))
+            await self._send_stream(message, outgoing)
+
+    async def _send_stream(self, message: Message, outgoing: Outgoing | None) -> None:
+        """A stream message as the hub made it (its frame, when the server takes frames), or
+        encoded here (one released by the reorder window)."""
+        if outgoing is None:
+            await self.send(text_data=client_text(message))
+        elif self.frames is None:
+            await self.send(text_data=outgoing.text)
+        else:
+            self.frames["write"](outgoing.frame(self.frames["prepare"]), outgoing.text)
 
     def _arm(self) -> None:
         """Wake up when the next held message's window or coalesced book is due (a timer that

@@ -4,10 +4,12 @@ connection (DESIGN §8, ADR 0006; measured by bench/ws_fanout).
 Every WebSocket connection of a process that follows a stream registers with the process's
 `StreamHub` (one per event loop) under the stream's key (an account's key for the private
 streams). The hub joins the key's channel layer group once (one per instrument, one per
-account: `streams.layer_group`), with a channel of its own, receives each batch once, encodes
-each message in it to JSON once, and hands it to the followers of its key, which send that text
-as is when it is the next message they expect. So a message for a thousand clients is one
-Redis delivery per process, not a thousand, and one encoding.
+account: `streams.layer_group`), with a channel of its own, receives each batch once, and
+hands each message in it to the followers of its key as an `Outgoing`: the message, its JSON
+text encoded once, and its WebSocket frame built once on first use (where the server offers
+frames, `portal/asgi_server.py`). A follower sends that frame as is when the message is the next
+one it expects. So a message for a thousand clients is one Redis delivery per process, not a
+thousand, one encoding and one framing.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import weakref
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import structlog
@@ -37,8 +40,26 @@ def client_text(message: dict[str, Any]) -> str:
     return json.dumps({key: message[key] for key in CLIENT_KEYS if key in message})
 
 
+class Outgoing:
+    """A stream message as it leaves this process: the message, its client text and, once a
+    connection asks for it, its WebSocket frame; each built once for every connection."""
+
+    __slots__ = ("_frame", "message", "text")
+
+    def __init__(self, message: dict[str, Any]) -> None:
+        self.message = message
+        self.text = client_text(message)
+        self._frame: bytes | None = None
+
+    def frame(self, prepare: Callable[[str], bytes]) -> bytes:
+        if self._frame is None:
+            self._frame = prepare(self.text)
+        return self._frame
+
+
 class Follower(Protocol):
-    async def hub_message(self, message: dict[str, Any], text: str) -> None: ...
+    async def hub_message(self, outgoing: Outgoing, now: float) -> None:
+        """`now`: the event loop's time when the message arrived in this process."""
 
 
 class StreamHub:
@@ -85,6 +106,7 @@ class StreamHub:
 
     async def _listen(self) -> None:
         assert self.channel is not None
+        loop = asyncio.get_running_loop()
         while True:
             try:
                 message = await self.layer.receive(self.channel)
@@ -94,14 +116,15 @@ class StreamHub:
                 logger.error("stream_receive_failed", error=repr(error))
                 await asyncio.sleep(1)
                 continue
+            now = loop.time()
             for part in message.get("parts", ()):
                 followers = self.followers.get(part["key"])
                 if not followers:
                     continue
-                text = client_text(part)
+                outgoing = Outgoing(part)
                 for follower in list(followers):
                     try:
-                        await follower.hub_message(part, text)
+                        await follower.hub_message(outgoing, now)
                     except Exception as error:  # noqa: BLE001 - one broken connection must not stop the others
                         logger.error("stream_delivery_failed", stream=part.get("stream"), error=repr(error))
 

@@ -20,7 +20,7 @@ import structlog
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from marketdata.fanout import Follower, client_text, stream_hub
+from marketdata.fanout import Follower, Outgoing, stream_hub
 from marketdata.models import Instrument
 
 logger = structlog.get_logger("marketdata.tickers")
@@ -58,9 +58,9 @@ class TickerHub:
             del self.followers[symbol]
             await stream_hub().unfollow(f"trades.{symbol}", self)
 
-    async def hub_message(self, message: dict[str, Any], text: str) -> None:
+    async def hub_message(self, outgoing: Outgoing, now: float) -> None:
         """A trade on a followed symbol: its ticker is due."""
-        symbol = message["stream"].partition(".")[2]
+        symbol = outgoing.message["stream"].partition(".")[2]
         if symbol in self.followers and symbol not in self.due:
             self.due.add(symbol)
             asyncio.get_running_loop().call_later(settings.WS_TICKER_INTERVAL_MS / 1000, self._send_soon, symbol)
@@ -77,10 +77,10 @@ class TickerHub:
             return
         if message is None:
             return
-        text = client_text(message)
+        outgoing, now = Outgoing(message), asyncio.get_running_loop().time()
         for follower in list(self.followers.get(symbol, ())):
             try:
-                await follower.hub_message(message, text)
+                await follower.hub_message(outgoing, now)
             except Exception as error:  # noqa: BLE001 - one broken connection must not stop the others
                 logger.error("ticker_delivery_failed", symbol=symbol, error=repr(error))
 

@@ -1,4 +1,5 @@
-"""A real daphne serving `portal.asgi` for end-to-end and browser tests (HTTP and /ws/v1/)."""
+"""A real daphne serving `portal.asgi` for end-to-end and browser tests (HTTP and /ws/v1/), run
+as the portal runs it (`python -m portal.asgi_server`)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-BIN = Path(sys.executable).parent
 ASGI_APP = "portal.asgi:application"
 
 
@@ -31,12 +31,7 @@ def daphne_serving(log_dir: Path, extra_args: tuple[str, ...] = ()) -> Iterator[
     if connection.vendor != "postgresql" or not settings.REDIS_URL:
         pytest.skip("needs PostgreSQL and Redis (DATABASE_URL, REDIS_URL); CI runs on them")
     db = connection.settings_dict
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
-    listener.set_inheritable(True)
     env = {
-        **os.environ,
         "DJANGO_SETTINGS_MODULE": "portal.settings",
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
         "REDIS_URL": settings.REDIS_URL,
@@ -44,11 +39,24 @@ def daphne_serving(log_dir: Path, extra_args: tuple[str, ...] = ()) -> Iterator[
         "EMBEDDED_BACKGROUND": "0",
         "SIMULATOR_ENABLED": "0",
     }
-    log = log_dir / "daphne.log"
-    with log.open("wb") as output:  # a file, not a pipe: a full pipe would stall daphne
+    with asgi_serving(ASGI_APP, log_dir / "daphne.log", env, extra_args) as port:
+        yield port
+
+
+@contextlib.contextmanager
+def asgi_serving(app: str, log: Path, env: dict[str, str], extra_args: tuple[str, ...] = ()) -> Iterator[int]:
+    """`python -m portal.asgi_server` serving `app` on a free port of 127.0.0.1 (ready when its
+    `/livez` answers 200), with `env` over this process's environment; yields the port, stops
+    the server by its PID."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    listener.set_inheritable(True)
+    with log.open("wb") as output:  # a file, not a pipe: a full pipe would stall the server
         proc = subprocess.Popen(
-            [str(BIN / "daphne"), "--fd", str(listener.fileno()), "--access-log", "/dev/null", *extra_args, ASGI_APP],
-            env=env,
+            [sys.executable, "-m", "portal.asgi_server", "--fd", str(listener.fileno()), "--access-log", "/dev/null"]
+            + [*extra_args, app],
+            env={**os.environ, **env},
             pass_fds=(listener.fileno(),),
             start_new_session=True,
             stdout=output,
