@@ -34,8 +34,10 @@ What it does (figures and reading in bench/README.md):
      clients report latency (receive time minus the message's `ts`), deliveries, gaps in
      `seq` per stream per connection, and what a connection still lacks `--drain-timeout`
      seconds after the step. Rates go up until a step fails (p99 ≥ 150 ms, a gap, a message
-     undelivered, a connection closed, or the trader below 95 % of the rate); in the first
-     round the goal's own rate (1000 clients: 10/s, 100 clients: 50/s) is then measured too.
+     undelivered, a connection closed, or the trader below 95 % of the rate); then the goal's
+     own rate (1000 clients: 10/s, 100 clients: 50/s) and the highest rate are still measured
+     (the saturation step: deliveries/s counts to the last message received, so it is the
+     throughput, the figure the ratio goal compares with the layer alone).
    CPU seconds of daphne (summed over its processes), the load generator, the trader and
    redis-server come from /proc; on the pubsub layer a Redis subscriber in this process also
    times commit → Redis. How many connections each daphne process accepted is counted from its
@@ -566,7 +568,7 @@ def settle(daphne: Daphne, layer: str, streams: list[str], timeout: float = 20.0
 
 
 def run_cell(
-    args, layer: str, clients: int, daphne: Daphne, trader: Child, logdir: Path, redis_pid: int | None, goal_step: bool
+    args, layer: str, clients: int, daphne: Daphne, trader: Child, logdir: Path, redis_pid: int | None
 ) -> dict:
     """End to end for `clients` WebSocket connections on `layer`: connect, then step the trade
     rate up until a step fails or the trader cannot keep the rate."""
@@ -606,9 +608,12 @@ def run_cell(
             f"{cell['connections_per_process']}; group members {cell['group_members']}"
         )
         failed_at = None
+        # After a failure, a round still measures the goal's own rate and the highest rate (the
+        # saturation step: the most the setup delivers, for the ratio goal).
+        after_failure = {GOAL_RATE.get(clients), max(args.rates)}
         for rate in args.rates:
-            if failed_at is not None and rate != GOAL_RATE.get(clients):
-                continue  # after a failure, only the goal's own rate is still measured (first round)
+            if failed_at is not None and rate not in after_failure:
+                continue
             seq0 = tape_seq()
             baseline = {TRADES: seq0} if TRADES in streams else {}
             gens_send(gens, {"cmd": "start", "baseline": baseline})
@@ -643,12 +648,10 @@ def run_cell(
             )
             if step["closed_reasons"] or step["errors"]:
                 log(f"  closed: {step['closed_reasons']}; error frames: {step['errors']}")
-            if failed_at is not None:
-                break
-            if step["verdict"] != "pass":
+            if failed_at is None and step["verdict"] != "pass":
                 cell["stopped"] = step["verdict"]
                 failed_at = rate
-                if not goal_step or GOAL_RATE.get(clients, 0) <= rate or GOAL_RATE[clients] not in args.rates:
+                if not any(later in after_failure for later in args.rates if later > rate):
                     break
         gens_send(gens, {"cmd": "quit"})
         with contextlib.suppress(RuntimeError):
@@ -844,9 +847,7 @@ def main(argv=None) -> int:
                     )
                 ceiling = ceilings[key]
                 log(f"round {number}: {layer} end to end, {clients} WebSocket clients")
-                cell = run_cell(
-                    args, layer, clients, daphnes[layer], traders[layer], logdir, redis_pid, goal_step=number == 1
-                )
+                cell = run_cell(args, layer, clients, daphnes[layer], traders[layer], logdir, redis_pid)
                 cell["ceiling"] = ceiling
                 this_round["cells"].append(cell)
             rounds.append(this_round)
