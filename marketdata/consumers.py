@@ -69,6 +69,8 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         serving_loop_set(asyncio.get_running_loop())
         self.subscriptions: dict[str, _Subscription] = {}
+        #: The public subscriptions by the stream their messages carry (`_route`).
+        self.routes: dict[str, list[_Subscription]] = {}
         self.reorder = Reorder(
             window_seconds=settings.WS_REORDER_WINDOW_MS / 1000, window_messages=settings.WS_REORDER_WINDOW_MESSAGES
         )
@@ -172,6 +174,9 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
             for key in set(keys) - self._keys():
                 await stream_hub().follow(key, self)
             self.subscriptions[found.name] = _Subscription(found, keys, covered)
+        self._route()
+        for line in self._reorder_keys(new):
+            self.reorder.expect(line)
         starts = await database_sync_to_async(_start_points)(new, self.user)
         await self.send_json({"op": "subscribed", "streams": sorted(wanted)})
         for found in new:
@@ -197,24 +202,37 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
 
     async def _start(self, sub: _Subscription, starts: dict[Hashable, Any]) -> None:
         """Where a new subscription's messages start: after its book snapshot (sent now), or
-        after the counters read once its groups were joined (what came before is in REST). A
-        stream another subscription already follows keeps its place."""
+        after the counters read once its groups were joined (what came before is in REST); what
+        arrived meanwhile was held and follows. A stream another subscription already follows
+        keeps its place."""
         found = sub.stream
-        if found.kind == "book":
-            depth = starts[found.group]
-            sub.floor = depth.sequence
-            self.reorder.start(found.group, depth.sequence, keep=True)
-            await self.send_json(_snapshot_json(found.name, depth))
-        elif found.kind in PRIVATE:
-            for account_id in sub.accounts:
-                self.reorder.start((found.kind, account_id), starts[(found.kind, account_id)], keep=True)
-        elif found.kind == "ticker":
+        if found.kind == "ticker":
             await ticker_hub().follow(found.symbol, self)
             if starts.get(found.group) is not None:
                 sub.floor = starts[found.group]["seq"]
                 await self.send(text_data=client_text(starts[found.group]))
-        else:
-            self.reorder.start(found.group, starts[found.group], keep=True)
+            return
+        now = self._now()
+        async with self.delivering:
+            if found.kind == "book":
+                depth = starts[found.group]
+                sub.floor = depth.sequence
+                held = self.reorder.start(found.group, depth.sequence, now=now)
+                await self.send_json(_snapshot_json(found.name, depth))
+            elif found.kind in PRIVATE:
+                held = [
+                    message
+                    for account_id in sorted(sub.accounts)
+                    for message in self.reorder.start(
+                        (found.kind, account_id), starts[(found.kind, account_id)], now=now
+                    )
+                ]
+            else:
+                held = self.reorder.start(found.group, starts[found.group], now=now)
+            for message in held:
+                if self._wanted(message):
+                    await self._send_stream(message, None)
+        self._arm()
 
     async def _unsubscribe(self, names: list[str]) -> None:
         parsed = [stream_parse(name) for name in names]
@@ -224,6 +242,7 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
             found = self.subscriptions.pop(name).stream
             if found.kind == "ticker":
                 await ticker_hub().unfollow(found.symbol, self)
+        self._route()
         for key in kept_before - self._keys():
             await stream_hub().unfollow(key, self)
         self.reorder.keep_only(self._reorder_keys())
@@ -235,27 +254,30 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         """A stream message from the process's hub: in order, to the subscriptions it belongs to."""
         message = outgoing.message
         if message["stream"].startswith("ticker."):
-            await self._deliver(message, outgoing)
+            if self._wanted(message):
+                await self._send_stream(message, outgoing)
             return
         key = (message["stream"], message["account"]) if "account" in message else message["stream"]
         async with self.delivering:
             ready = self.reorder.accept(key, message, now)
             for one in ready:
-                await self._deliver(one, outgoing if one is message else None)
+                if self._wanted(one):
+                    await self._send_stream(one, outgoing if one is message else None)
         if not ready:
             self._arm()  # held ahead of a missing one: its window runs from now
 
-    async def _deliver(self, message: Message, outgoing: Outgoing | None = None) -> None:
-        """One message, in order, to the subscriptions it belongs to (once per private stream)."""
+    def _wanted(self, message: Message) -> bool:
+        """Whether `message`, in order, goes out to this client as it is (once, however many
+        private subscriptions cover it). A coalesced book subscription takes the diff into its
+        next merged one instead."""
         stream = message["stream"]
         if stream in PRIVATE:
-            if any(
+            return any(
                 sub.stream.kind == stream and message["account"] in sub.accounts for sub in self.subscriptions.values()
-            ):
-                await self._send_stream(message, outgoing)
-            return
-        for sub in list(self.subscriptions.values()):
-            if sub.stream.group != stream or message["seq"] <= sub.floor:
+            )
+        wanted = False
+        for sub in self.routes.get(stream, ()):
+            if message["seq"] <= sub.floor:
                 continue
             if sub.stream.interval_ms:
                 sub.coalescer.add(message)
@@ -265,7 +287,8 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
                 continue
             if sub.stream.kind == "ticker":
                 sub.floor = message["seq"]
-            await self._send_stream(message, outgoing)
+            wanted = True
+        return wanted
 
     async def _send_stream(self, message: Message, outgoing: Outgoing | None) -> None:
         """A stream message as the hub made it (its frame, when the server takes frames), or
@@ -296,7 +319,8 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         async with self.delivering:
             now = self._now()
             for ready in self.reorder.due(now):
-                await self._deliver(ready)
+                if self._wanted(ready):
+                    await self._send_stream(ready, None)
             for sub in list(self.subscriptions.values()):
                 if sub.flush_at is not None and sub.flush_at <= now:
                     sub.flush_at = None
@@ -307,12 +331,22 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
 
     # -- helpers ---------------------------------------------------------------------------
 
+    def _route(self) -> None:
+        self.routes = {}
+        for sub in self.subscriptions.values():
+            if sub.stream.group:
+                self.routes.setdefault(sub.stream.group, []).append(sub)
+
     def _keys(self) -> set[str]:
         return {key for sub in self.subscriptions.values() for key in sub.keys}
 
-    def _reorder_keys(self) -> set[Hashable]:
+    def _reorder_keys(self, names: list[StreamName] | None = None) -> set[Hashable]:
+        """The reorder lines of `names` (of every subscription by default)."""
+        subs = self.subscriptions.values() if names is None else [self.subscriptions[found.name] for found in names]
         keys: set[Hashable] = set()
-        for sub in self.subscriptions.values():
+        for sub in subs:
+            if sub.stream.kind == "ticker":
+                continue
             if sub.stream.kind in PRIVATE:
                 keys |= {(sub.stream.kind, account_id) for account_id in sub.accounts}
             else:

@@ -5,7 +5,9 @@ after the other may publish in the other order, so a message ahead of the next e
 waits, up to a window (time or count); the missing one usually arrives meanwhile. When the
 window runs out, what is held goes out as it is and the client sees the gap in `seq`, which
 is its cue to resync from REST. Messages at or below the last one delivered (or below the
-snapshot a subscription started from) are dropped.
+snapshot a subscription started from) are dropped. A new subscription's messages are held from
+the moment its groups are joined until its starting point is read (`expect`, then `start`), so
+none committed after that read is lost while the read runs.
 
 `BookCoalescer` merges book diffs for a subscription that asked for an update speed
 (`book.<SYMBOL>@100ms`): the last size of a level wins, and the merged message carries the
@@ -27,6 +29,7 @@ class _Line:
     expected: int | None
     held: dict[int, Message] = field(default_factory=dict)
     held_since: float | None = None
+    started: bool = True
 
 
 class Reorder:
@@ -38,16 +41,33 @@ class Reorder:
         self.window_messages = window_messages
         self._lines: dict[Hashable, _Line] = {}
 
-    def start(self, key: Hashable, seq: int | None, *, keep: bool = False) -> None:
+    def expect(self, key: Hashable) -> None:
+        """Hold `key`'s messages until `start` says where they begin (a key already followed
+        keeps its place)."""
+        if key not in self._lines:
+            self._lines[key] = _Line(expected=None, started=False)
+
+    def start(self, key: Hashable, seq: int | None, *, now: float) -> list[Message]:
         """Deliver `key`'s messages above `seq` (its snapshot, or the number read when the
-        subscription began); None: from whatever arrives first. With `keep`, a key already
-        followed keeps its place."""
-        if keep and key in self._lines:
-            return
-        line = self._lines.setdefault(key, _Line(expected=None))
+        subscription began); None: from whatever arrives first. Returns the held messages now
+        ready, in order. A key already started keeps its place."""
+        line = self._lines.get(key)
+        if line is not None and line.started:
+            return []
+        if line is None:
+            line = self._lines[key] = _Line(expected=None)
+        line.started = True
         line.expected = None if seq is None else seq + 1
         for held_seq in [s for s in line.held if line.expected is not None and s < line.expected]:
             del line.held[held_seq]
+        if not line.held:
+            return []
+        if line.expected is None:
+            line.expected = min(line.held)
+        ready = self._release(line)
+        if line.held:
+            line.held_since = now
+        return ready
 
     def keep_only(self, keys: set[Hashable]) -> None:
         """Forget every key not in `keys` (their subscriptions ended)."""
@@ -60,6 +80,9 @@ class Reorder:
         if line is None:
             return []
         seq = message["seq"]
+        if not line.started:
+            line.held[seq] = message
+            return []
         if line.expected is None:
             line.expected = seq
         if seq < line.expected or seq in line.held:

@@ -13,7 +13,7 @@ def _seqs(messages: list[dict]) -> list[int]:
 
 def test_a_message_ahead_waits_for_the_missing_one_then_both_go_in_order():
     reorder = Reorder(window_seconds=1, window_messages=64)
-    reorder.start("k", 10)
+    reorder.start("k", 10, now=0)
     assert reorder.accept("k", _message(12), now=0.0) == []
     assert reorder.next_due() == 1.0
     assert _seqs(reorder.accept("k", _message(11), now=0.2)) == [11, 12]
@@ -22,7 +22,7 @@ def test_a_message_ahead_waits_for_the_missing_one_then_both_go_in_order():
 
 def test_when_the_window_runs_out_what_is_held_goes_out_and_the_gap_shows():
     reorder = Reorder(window_seconds=1, window_messages=64)
-    reorder.start("k", 10)
+    reorder.start("k", 10, now=0)
     reorder.accept("k", _message(13), now=0.0)
     reorder.accept("k", _message(14), now=0.5)
     assert reorder.due(now=0.9) == []
@@ -33,7 +33,7 @@ def test_when_the_window_runs_out_what_is_held_goes_out_and_the_gap_shows():
 
 def test_a_full_window_releases_at_once_and_old_or_repeated_messages_are_dropped():
     reorder = Reorder(window_seconds=60, window_messages=3)
-    reorder.start("k", 0)
+    reorder.start("k", 0, now=0)
     assert reorder.accept("k", _message(0), now=0) == []
     assert _seqs(reorder.accept("k", _message(1), now=0)) == [1]
     assert reorder.accept("k", _message(1), now=0) == []
@@ -43,14 +43,35 @@ def test_a_full_window_releases_at_once_and_old_or_repeated_messages_are_dropped
     assert reorder.next_due() == 60  # 6 still waits for 5
 
 
-def test_a_stream_nobody_started_is_not_delivered_and_keep_leaves_a_followed_stream_in_place():
+def test_a_stream_nobody_follows_is_not_delivered_and_a_started_stream_keeps_its_place():
     reorder = Reorder(window_seconds=1, window_messages=64)
     assert reorder.accept("other", _message(1), now=0) == []
-    reorder.start("k", 5)
-    reorder.start("k", 1, keep=True)
+    reorder.start("k", 5, now=0)
+    reorder.expect("k")
+    assert reorder.start("k", 1, now=0) == []
     assert reorder.accept("k", _message(2), now=0) == []
     reorder.keep_only(set())
     assert reorder.accept("k", _message(6), now=0) == []
+
+
+def test_messages_that_arrive_before_the_start_is_read_are_held_and_those_after_it_follow_in_order():
+    reorder = Reorder(window_seconds=1, window_messages=64)
+    reorder.expect("k")
+    for seq in (12, 10, 11):  # committed while the subscription read its starting point (10)
+        assert reorder.accept("k", _message(seq), now=0) == []
+    assert reorder.next_due() is None  # waiting for the start is not a gap
+    assert _seqs(reorder.start("k", 10, now=0.5)) == [11, 12]
+    assert _seqs(reorder.accept("k", _message(13), now=0.6)) == [13]
+
+
+def test_a_gap_among_the_messages_held_before_the_start_opens_a_window():
+    reorder = Reorder(window_seconds=1, window_messages=64)
+    reorder.expect("k")
+    reorder.accept("k", _message(13), now=0)
+    reorder.accept("k", _message(11), now=0)
+    assert _seqs(reorder.start("k", 10, now=0.5)) == [11]
+    assert reorder.next_due() == 1.5  # 13 waits a window for 12
+    assert _seqs(reorder.due(now=1.5)) == [13]
 
 
 def test_coalesced_book_diffs_keep_each_levels_last_size_and_their_seq_range():
