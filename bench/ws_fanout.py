@@ -772,7 +772,7 @@ def parse_args(argv=None):
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--step-seconds", type=float, default=4.0, help="trading time per rate step")
     parser.add_argument("--drain-timeout", type=float, default=4.0, help="wait for late messages after a step")
-    parser.add_argument("--ceiling-deliveries", type=int, default=60_000, help="deliveries per layer-alone run")
+    parser.add_argument("--ceiling-deliveries", type=int, default=300_000, help="deliveries per layer-alone run")
     parser.add_argument("--load-procs", type=int, default=1, help="load generator processes per cell")
     parser.add_argument("--max-minutes", type=float, default=10.0, help="start no round that would end later")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 round, 100 and 1000 clients at 1/s")
@@ -838,7 +838,7 @@ def main(argv=None) -> int:
             for clients, layer in pairs:
                 key = (channel_layer(layer), clients)
                 if key not in ceilings:
-                    messages = max(20, min(1000, args.ceiling_deliveries // clients))
+                    messages = max(20, min(3000, args.ceiling_deliveries // clients))
                     log(f"round {number}: {key[0]} layer alone, {clients} channels x {messages} messages")
                     ceilings[key] = run_ceiling(key[0], clients, messages, logdir, redis_pid)
                     log(

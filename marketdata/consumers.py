@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,7 +82,9 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         #: Stream messages go out from two tasks (arrivals and the timer), never interleaved.
         self.delivering = asyncio.Lock()
         #: The server's frames extension, when it has one (portal/asgi_server.py).
-        self.frames = (self.scope.get("extensions") or {}).get(FRAMES_EXTENSION)
+        frames = (self.scope.get("extensions") or {}).get(FRAMES_EXTENSION) or {}
+        self.write_frame: Callable[[bytes, str], None] | None = frames.get("write")
+        self.prepare_frame: Callable[[str], bytes] | None = frames.get("prepare")
         await self.accept()
         presented = _presented_key(self.scope)
         if presented is not None:
@@ -295,10 +297,10 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         encoded here (one released by the reorder window)."""
         if outgoing is None:
             await self.send(text_data=client_text(message))
-        elif self.frames is None:
+        elif self.write_frame is None or self.prepare_frame is None:
             await self.send(text_data=outgoing.text)
         else:
-            self.frames["write"](outgoing.frame(self.frames["prepare"]), outgoing.text)
+            self.write_frame(outgoing.frame(self.prepare_frame), outgoing.text)
 
     def _arm(self) -> None:
         """Wake up when the next held message's window or coalesced book is due (a timer that

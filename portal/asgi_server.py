@@ -46,20 +46,25 @@ def text_frame(text: str) -> bytes:
 class FrameWriter:
     """The frames waiting for the end of the event loop's turn on one connection."""
 
-    __slots__ = ("__weakref__", "flusher", "pending", "protocol")
+    __slots__ = ("__weakref__", "compressed", "flusher", "pending", "protocol")
 
     def __init__(self, protocol: WebSocketProtocol, flusher: Flusher) -> None:
         self.protocol = protocol
         self.flusher = flusher
         self.pending: list[bytes] = []
+        #: Whether the connection negotiated compression: known once the handshake is done,
+        #: which is before anything is written.
+        self.compressed: bool | None = None
 
     def __call__(self, frame: bytes, text: str) -> None:
-        protocol = self.protocol
-        if protocol.state != WebSocketProtocol.STATE_OPEN:
-            return
-        if protocol._perMessageCompress is not None:
+        """Queues `frame` for the end of the loop's turn. Touches only this writer (a thousand
+        connections' objects do not stay in the CPU's caches); `flush` checks the connection."""
+        if self.compressed is None:
+            self.compressed = self.protocol._perMessageCompress is not None
+        if self.compressed:
             self.flush()
-            protocol.sendMessage(text.encode())  # compressed per connection
+            if self.protocol.state == WebSocketProtocol.STATE_OPEN:
+                self.protocol.sendMessage(text.encode())  # compressed per connection
             return
         if not self.pending:
             self.flusher.add(self)
