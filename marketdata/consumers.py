@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +29,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
-from marketdata.delivery import BookCoalescer, Message, Reorder
+from marketdata.delivery import BookCoalescer, Message
 from marketdata.fanout import Outgoing, client_text, stream_hub
 from marketdata.models import Instrument
 from marketdata.selectors import tape_seqs
@@ -57,6 +57,10 @@ class _Subscription:
     keys: tuple[str, ...]
     accounts: frozenset[int] = frozenset()
     floor: int = 0
+    #: A private subscription's starting number per account.
+    floors: dict[int, int] = field(default_factory=dict)
+    #: Messages that arrived while the starting point was read (None once it is known).
+    waiting: list[Message] | None = field(default_factory=list)
     coalescer: BookCoalescer = field(default_factory=BookCoalescer)
     flush_at: float | None = None
 
@@ -71,16 +75,11 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         self.subscriptions: dict[str, _Subscription] = {}
         #: The public subscriptions by the stream their messages carry (`_route`).
         self.routes: dict[str, list[_Subscription]] = {}
-        self.reorder = Reorder(
-            window_seconds=settings.WS_REORDER_WINDOW_MS / 1000, window_messages=settings.WS_REORDER_WINDOW_MESSAGES
-        )
         user = self.scope.get("user")
         self.user = user if getattr(user, "is_authenticated", False) else None
         self.can_read_private = self.user is not None
         self.window_start, self.window_count = time.monotonic(), 0
         self.timer: asyncio.TimerHandle | None = None
-        #: Stream messages go out from two tasks (arrivals and the timer), never interleaved.
-        self.delivering = asyncio.Lock()
         #: The server's frames extension, when it has one (portal/asgi_server.py).
         frames = (self.scope.get("extensions") or {}).get(FRAMES_EXTENSION) or {}
         self.write_frame: Callable[[bytes, str], None] | None = frames.get("write")
@@ -177,8 +176,8 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
                 await stream_hub().follow(key, self)
             self.subscriptions[found.name] = _Subscription(found, keys, covered)
         self._route()
-        for line in self._reorder_keys(new):
-            self.reorder.expect(line)
+        for line in self._order_lines(new):
+            stream_hub().expect(line)
         starts = await database_sync_to_async(_start_points)(new, self.user)
         await self.send_json({"op": "subscribed", "streams": sorted(wanted)})
         for found in new:
@@ -205,36 +204,30 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
     async def _start(self, sub: _Subscription, starts: dict[Hashable, Any]) -> None:
         """Where a new subscription's messages start: after its book snapshot (sent now), or
         after the counters read once its groups were joined (what came before is in REST); what
-        arrived meanwhile was held and follows. A stream another subscription already follows
-        keeps its place."""
+        arrived meanwhile waited and follows."""
         found = sub.stream
         if found.kind == "ticker":
-            await ticker_hub().follow(found.symbol, self)
             if starts.get(found.group) is not None:
                 sub.floor = starts[found.group]["seq"]
                 await self.send(text_data=client_text(starts[found.group]))
+            sub.waiting = None
+            await ticker_hub().follow(found.symbol, self, seq=sub.floor)
             return
-        now = self._now()
-        async with self.delivering:
-            if found.kind == "book":
-                depth = starts[found.group]
-                sub.floor = depth.sequence
-                held = self.reorder.start(found.group, depth.sequence, now=now)
-                await self.send_json(_snapshot_json(found.name, depth))
-            elif found.kind in PRIVATE:
-                held = [
-                    message
-                    for account_id in sorted(sub.accounts)
-                    for message in self.reorder.start(
-                        (found.kind, account_id), starts[(found.kind, account_id)], now=now
-                    )
-                ]
-            else:
-                held = self.reorder.start(found.group, starts[found.group], now=now)
-            for message in held:
-                if self._wanted(message):
-                    await self._send_stream(message, None)
-        self._arm()
+        if found.kind in PRIVATE:
+            sub.floors = {account_id: starts[(found.kind, account_id)] for account_id in sub.accounts}
+            lines: dict[Hashable, int] = {(found.kind, account_id): seq for account_id, seq in sub.floors.items()}
+        else:
+            sub.floor = starts[found.group].sequence if found.kind == "book" else starts[found.group]
+            lines = {found.group: sub.floor}
+        for line, seq in lines.items():
+            await stream_hub().start(line, seq)
+        if found.kind == "book":
+            await self.send_json(_snapshot_json(found.name, starts[found.group]))
+        while sub.waiting:
+            message = sub.waiting.pop(0)
+            if self._take(sub, message, waited=True) and not self._sent_by_another(sub, message):
+                await self._send_stream(message, None)
+        sub.waiting = None
 
     async def _unsubscribe(self, names: list[str]) -> None:
         parsed = [stream_parse(name) for name in names]
@@ -247,54 +240,65 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         self._route()
         for key in kept_before - self._keys():
             await stream_hub().unfollow(key, self)
-        self.reorder.keep_only(self._reorder_keys())
+
         await self.send_json({"op": "unsubscribed", "streams": gone})
 
     # -- stream messages -------------------------------------------------------------------
 
-    async def hub_message(self, outgoing: Outgoing, now: float) -> None:
-        """A stream message from the process's hub: in order, to the subscriptions it belongs to."""
+    async def hub_message(self, outgoing: Outgoing) -> None:
+        """A stream message from the process's hub, in order: to the subscriptions it belongs to."""
         message = outgoing.message
-        if message["stream"].startswith("ticker."):
-            if self._wanted(message):
-                await self._send_stream(message, outgoing)
-            return
-        key = (message["stream"], message["account"]) if "account" in message else message["stream"]
-        async with self.delivering:
-            ready = self.reorder.accept(key, message, now)
-            for one in ready:
-                if self._wanted(one):
-                    await self._send_stream(one, outgoing if one is message else None)
-        if not ready:
-            self._arm()  # held ahead of a missing one: its window runs from now
-
-    def _wanted(self, message: Message) -> bool:
-        """Whether `message`, in order, goes out to this client as it is (once, however many
-        private subscriptions cover it). A coalesced book subscription takes the diff into its
-        next merged one instead."""
-        stream = message["stream"]
-        if stream in PRIVATE:
-            return any(
-                sub.stream.kind == stream and message["account"] in sub.accounts for sub in self.subscriptions.values()
-            )
+        if message["stream"] in PRIVATE:
+            subs: Iterable[_Subscription] = self.subscriptions.values()
+        else:
+            subs = self.routes.get(message["stream"], ())
         wanted = False
-        for sub in self.routes.get(stream, ()):
-            if message["seq"] <= sub.floor:
-                continue
-            if sub.stream.interval_ms:
-                sub.coalescer.add(message)
-                if sub.flush_at is None:
-                    sub.flush_at = self._now() + sub.stream.interval_ms / 1000
-                    self._arm()
-                continue
-            if sub.stream.kind == "ticker":
-                sub.floor = message["seq"]
-            wanted = True
-        return wanted
+        for sub in subs:
+            if self._take(sub, message):
+                wanted = True
+        if wanted:
+            await self._send_stream(message, outgoing)
+
+    def _take(self, sub: _Subscription, message: Message, *, waited: bool = False) -> bool:
+        """Whether `sub` sends `message` as it is. A subscription still reading its starting
+        point keeps the message for then (unless `waited`: it is that moment); a coalesced book
+        merges it into its next diff."""
+        stream = message["stream"]
+        private = stream in PRIVATE
+        if private and (sub.stream.kind != stream or message["account"] not in sub.accounts):
+            return False
+        if sub.waiting is not None and not waited:
+            sub.waiting.append(message)
+            return False
+        if message["seq"] <= (sub.floors.get(message["account"], 0) if private else sub.floor):
+            return False
+        if sub.stream.interval_ms:
+            sub.coalescer.add(message)
+            if sub.flush_at is None:
+                sub.flush_at = self._now() + sub.stream.interval_ms / 1000
+                self._arm()
+            return False
+        if sub.stream.kind == "ticker":
+            sub.floor = message["seq"]
+        return True
+
+    def _sent_by_another(self, sub: _Subscription, message: Message) -> bool:
+        """Whether another subscription already sent this private message (a client gets each
+        once, however many of its subscriptions cover it)."""
+        if message["stream"] not in PRIVATE:
+            return False
+        return any(
+            other is not sub
+            and other.waiting is None
+            and other.stream.kind == message["stream"]
+            and message["account"] in other.accounts
+            and message["seq"] > other.floors.get(message["account"], 0)
+            for other in self.subscriptions.values()
+        )
 
     async def _send_stream(self, message: Message, outgoing: Outgoing | None) -> None:
         """A stream message as the hub made it (its frame, when the server takes frames), or
-        encoded here (one released by the reorder window)."""
+        encoded here (one that waited for its subscription's start)."""
         if outgoing is None:
             await self.send(text_data=client_text(message))
         elif self.write_frame is None or self.prepare_frame is None:
@@ -303,12 +307,8 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
             self.write_frame(outgoing.frame(self.prepare_frame), outgoing.text)
 
     def _arm(self) -> None:
-        """Wake up when the next held message's window or coalesced book is due (a timer that
-        fires early finds nothing due and sets the next one)."""
+        """Wake up when the next coalesced book is due."""
         due = [sub.flush_at for sub in self.subscriptions.values() if sub.flush_at is not None]
-        reorder_due = self.reorder.next_due()
-        if reorder_due is not None:
-            due.append(reorder_due)
         if not due or (self.timer is not None and self.timer.when() <= min(due)):
             return
         if self.timer is not None:
@@ -318,17 +318,13 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
 
     async def _on_timer(self) -> None:
         self.timer = None
-        async with self.delivering:
-            now = self._now()
-            for ready in self.reorder.due(now):
-                if self._wanted(ready):
-                    await self._send_stream(ready, None)
-            for sub in list(self.subscriptions.values()):
-                if sub.flush_at is not None and sub.flush_at <= now:
-                    sub.flush_at = None
-                    merged = sub.coalescer.take(sub.stream.name, int(time.time() * 1000))
-                    if merged is not None:
-                        await self.send_json(merged)
+        now = self._now()
+        for sub in list(self.subscriptions.values()):
+            if sub.flush_at is not None and sub.flush_at <= now:
+                sub.flush_at = None
+                merged = sub.coalescer.take(sub.stream.name, int(time.time() * 1000))
+                if merged is not None:
+                    await self.send_json(merged)
         self._arm()
 
     # -- helpers ---------------------------------------------------------------------------
@@ -342,8 +338,9 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
     def _keys(self) -> set[str]:
         return {key for sub in self.subscriptions.values() for key in sub.keys}
 
-    def _reorder_keys(self, names: list[StreamName] | None = None) -> set[Hashable]:
-        """The reorder lines of `names` (of every subscription by default)."""
+    def _order_lines(self, names: list[StreamName] | None = None) -> set[Hashable]:
+        """The sequences (`fanout.order_line`) the subscriptions of `names` follow (of every
+        subscription by default)."""
         subs = self.subscriptions.values() if names is None else [self.subscriptions[found.name] for found in names]
         keys: set[Hashable] = set()
         for sub in subs:

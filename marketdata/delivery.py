@@ -1,13 +1,14 @@
-"""What one WebSocket connection does with the stream messages that reach it (ADR 0006).
+"""Ordering and coalescing stream messages on their way to WebSocket clients (ADR 0006).
 
-`Reorder` puts each stream's messages back in `seq` order. Two processes that commit one
+`Reorder` puts each stream's messages back in `seq` order, once per serving process (the
+process's hub, `marketdata.fanout`, for all its connections). Two processes that commit one
 after the other may publish in the other order, so a message ahead of the next expected one
 waits, up to a window (time or count); the missing one usually arrives meanwhile. When the
 window runs out, what is held goes out as it is and the client sees the gap in `seq`, which
 is its cue to resync from REST. Messages at or below the last one delivered (or below the
-snapshot a subscription started from) are dropped. A new subscription's messages are held from
-the moment its groups are joined until its starting point is read (`expect`, then `start`), so
-none committed after that read is lost while the read runs.
+snapshot a subscription started from) are dropped. A new stream's messages are held from the
+moment its group is joined until its first subscriber's starting point is read (`expect`, then
+`start`), so none committed after that read is lost while the read runs.
 
 `BookCoalescer` merges book diffs for a subscription that asked for an update speed
 (`book.<SYMBOL>@100ms`): the last size of a level wins, and the merged message carries the
@@ -68,6 +69,9 @@ class Reorder:
         if line.held:
             line.held_since = now
         return ready
+
+    def lines(self) -> list[Hashable]:
+        return list(self._lines)
 
     def keep_only(self, keys: set[Hashable]) -> None:
         """Forget every key not in `keys` (their subscriptions ended)."""

@@ -4,12 +4,16 @@ connection (DESIGN §8, ADR 0006; measured by bench/ws_fanout).
 Every WebSocket connection of a process that follows a stream registers with the process's
 `StreamHub` (one per event loop) under the stream's key (an account's key for the private
 streams). The hub joins the key's channel layer group once (one per instrument, one per
-account: `streams.layer_group`), with a channel of its own, receives each batch once, and
-hands each message in it to the followers of its key as an `Outgoing`: the message, its JSON
-text encoded once, and its WebSocket frame built once on first use (where the server offers
-frames, `portal/asgi_server.py`). A follower sends that frame as is when the message is the next
-one it expects. So a message for a thousand clients is one Redis delivery per process, not a
-thousand, one encoding and one framing.
+account: `streams.layer_group`), with a channel of its own, receives each batch once, puts
+each stream's messages back in `seq` order once for the whole process (`delivery.Reorder`:
+every follower of a process sees the same sequence), and hands each message, in order, to the
+followers of its key as an `Outgoing`: the message, its JSON text encoded once, and its
+WebSocket frame built once on first use (where the server offers frames,
+`portal/asgi_server.py`). So a message for a thousand clients is one Redis delivery per process,
+not a thousand, one ordering, one encoding and one framing.
+
+A stream's order starts where its first subscriber's starting point was read: `expect` before
+the read (the hub holds what arrives meanwhile), `start` after it.
 """
 
 from __future__ import annotations
@@ -18,13 +22,15 @@ import asyncio
 import contextlib
 import json
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any, Protocol
 
 import structlog
 from channels.layers import get_channel_layer
+from django.conf import settings
 
-from marketdata.streams import layer_group
+from marketdata.delivery import Reorder
+from marketdata.streams import account_group, layer_group
 
 logger = structlog.get_logger("marketdata.fanout")
 
@@ -57,9 +63,19 @@ class Outgoing:
         return self._frame
 
 
+def order_line(message: dict[str, Any]) -> Hashable:
+    """The sequence a stream message is numbered in: its stream's, or for a private stream its
+    stream's per account."""
+    return (message["stream"], message["account"]) if "account" in message else message["stream"]
+
+
+def line_key(line: Hashable) -> str:
+    """The hub key whose followers receive a sequence's messages."""
+    return account_group(line[1]) if isinstance(line, tuple) else str(line)
+
+
 class Follower(Protocol):
-    async def hub_message(self, outgoing: Outgoing, now: float) -> None:
-        """`now`: the event loop's time when the message arrived in this process."""
+    async def hub_message(self, outgoing: Outgoing) -> None: ...
 
 
 class StreamHub:
@@ -69,9 +85,27 @@ class StreamHub:
         self.followers: dict[str, dict[Follower, None]] = {}
         #: The keys followed in each channel layer group the hub belongs to.
         self.joined: dict[str, set[str]] = {}
+        self.reorder = Reorder(
+            window_seconds=settings.WS_REORDER_WINDOW_MS / 1000, window_messages=settings.WS_REORDER_WINDOW_MESSAGES
+        )
         self._tasks: list[asyncio.Task] = []
+        self._timer: asyncio.TimerHandle | None = None
         #: Connections subscribe concurrently: one of them opens the channel and joins a group.
         self._joining = asyncio.Lock()
+        #: Messages go out from arrivals, the reorder window's timer and `start`, never interleaved.
+        self._delivering = asyncio.Lock()
+
+    def expect(self, line: Hashable) -> None:
+        """A subscriber is about to read where `line` starts: hold its messages until `start`
+        (a line already started keeps its place)."""
+        self.reorder.expect(line)
+
+    async def start(self, line: Hashable, seq: int | None) -> None:
+        """`line` starts above `seq`: what was held above it goes out now, in order."""
+        loop = asyncio.get_running_loop()
+        async with self._delivering:
+            await self._deliver(self.reorder.start(line, seq, now=loop.time()))
+        self._arm()
 
     async def follow(self, key: str, follower: Follower) -> None:
         async with self._joining:
@@ -99,6 +133,7 @@ class StreamHub:
                 group = layer_group(key)
                 keys = self.joined.get(group, set())
                 keys.discard(key)
+                self.reorder.keep_only({line for line in self.reorder.lines() if line_key(line) in self.followers})
                 if not keys:
                     self.joined.pop(group, None)
                     with contextlib.suppress(Exception):  # Redis gone: the membership expires by itself
@@ -117,16 +152,45 @@ class StreamHub:
                 await asyncio.sleep(1)
                 continue
             now = loop.time()
-            for part in message.get("parts", ()):
-                followers = self.followers.get(part["key"])
-                if not followers:
-                    continue
-                outgoing = Outgoing(part)
-                for follower in list(followers):
-                    try:
-                        await follower.hub_message(outgoing, now)
-                    except Exception as error:  # noqa: BLE001 - one broken connection must not stop the others
-                        logger.error("stream_delivery_failed", stream=part.get("stream"), error=repr(error))
+            held = False
+            async with self._delivering:
+                for part in message.get("parts", ()):
+                    if part["key"] not in self.followers:
+                        continue
+                    ready = self.reorder.accept(order_line(part), part, now)
+                    held = held or not ready
+                    await self._deliver(ready)
+            if held:
+                self._arm()
+
+    async def _deliver(self, messages: list[dict[str, Any]]) -> None:
+        for message in messages:
+            followers = self.followers.get(message["key"])
+            if not followers:
+                continue
+            outgoing = Outgoing(message)
+            for follower in list(followers):
+                try:
+                    await follower.hub_message(outgoing)
+                except Exception as error:  # noqa: BLE001 - one broken connection must not stop the others
+                    logger.error("stream_delivery_failed", stream=message.get("stream"), error=repr(error))
+
+    def _arm(self) -> None:
+        """Wake up when the oldest held message's window runs out (a timer that fires early
+        finds nothing due and sets the next one)."""
+        due = self.reorder.next_due()
+        if due is None or (self._timer is not None and self._timer.when() <= due):
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_at(due, lambda: loop.create_task(self._on_timer()))
+
+    async def _on_timer(self) -> None:
+        self._timer = None
+        async with self._delivering:
+            await self._deliver(self.reorder.due(asyncio.get_running_loop().time()))
+        self._arm()
 
     async def _renew(self) -> None:
         while True:

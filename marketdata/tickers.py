@@ -43,10 +43,14 @@ class TickerHub:
         self.followers: dict[str, dict[Follower, None]] = {}
         self.due: set[str] = set()
 
-    async def follow(self, symbol: str, follower: Follower) -> None:
+    async def follow(self, symbol: str, follower: Follower, *, seq: int) -> None:
+        """`follower` wants `symbol`'s tickers; `seq`: the tape's number its first ticker was read at."""
         if symbol not in self.followers:
             self.followers[symbol] = {}
-            await stream_hub().follow(f"trades.{symbol}", self)
+            tape = f"trades.{symbol}"
+            stream_hub().expect(tape)
+            await stream_hub().follow(tape, self)
+            await stream_hub().start(tape, seq)
         self.followers[symbol][follower] = None
 
     async def unfollow(self, symbol: str, follower: Follower) -> None:
@@ -58,7 +62,7 @@ class TickerHub:
             del self.followers[symbol]
             await stream_hub().unfollow(f"trades.{symbol}", self)
 
-    async def hub_message(self, outgoing: Outgoing, now: float) -> None:
+    async def hub_message(self, outgoing: Outgoing) -> None:
         """A trade on a followed symbol: its ticker is due."""
         symbol = outgoing.message["stream"].partition(".")[2]
         if symbol in self.followers and symbol not in self.due:
@@ -77,10 +81,10 @@ class TickerHub:
             return
         if message is None:
             return
-        outgoing, now = Outgoing(message), asyncio.get_running_loop().time()
+        outgoing = Outgoing(message)
         for follower in list(self.followers.get(symbol, ())):
             try:
-                await follower.hub_message(outgoing, now)
+                await follower.hub_message(outgoing)
             except Exception as error:  # noqa: BLE001 - one broken connection must not stop the others
                 logger.error("ticker_delivery_failed", symbol=symbol, error=repr(error))
 

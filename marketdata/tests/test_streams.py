@@ -207,3 +207,29 @@ def test_a_transactions_messages_for_an_instrument_travel_as_one_batch(cross):  
     streams = [part["stream"] for part in crossing["parts"]]
     assert streams[0] == "trades.BTCUSDT" and streams[-1] == "book.BTCUSDT"
     assert sorted(streams[1:-1]) == sorted(f"candles.BTCUSDT.{i}" for i in ("1m", "5m", "15m", "1h", "4h", "1d"))
+
+
+def test_messages_published_out_of_order_reach_every_connection_in_seq_order(cross):  # noqa: F811
+    """Two processes may publish in another order than they committed: the process's hub puts
+    a stream back in order once, for all its connections."""
+    crossed = database_sync_to_async(cross)
+
+    def batch(seq: int) -> dict:
+        part = {"key": "trades.BTCUSDT", "stream": "trades.BTCUSDT", "seq": seq, "ts": 1, "data": [{"n": seq}]}
+        return {"type": "stream.batch", "group": layer_group("trades.BTCUSDT"), "parts": [part]}
+
+    async def scenario():
+        sockets = [await _connected() for _ in range(3)]
+        for socket in sockets:
+            await socket.send_json_to({"op": "subscribe", "streams": ["trades.BTCUSDT"]})
+            await socket.receive_json_from()
+        await crossed("101", "0.5")  # seq 1, in order
+        layer = get_channel_layer()
+        for seq in (3, 4, 2):
+            await layer.group_send(layer_group("trades.BTCUSDT"), batch(seq))
+        received = [[(await socket.receive_json_from(timeout=5))["seq"] for _ in range(4)] for socket in sockets]
+        for socket in sockets:
+            await socket.disconnect()
+        return received
+
+    assert run(scenario) == [[1, 2, 3, 4]] * 3
