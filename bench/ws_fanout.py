@@ -37,7 +37,12 @@ What it does (figures and reading in bench/README.md):
      undelivered, a connection closed, or the trader below 95 % of the rate); then the goal's
      own rate (1000 clients: 10/s, 100 clients: 50/s) and the highest rate are still measured
      (the saturation step: deliveries/s counts to the last message received, so it is the
-     throughput, the figure the ratio goal compares with the layer alone).
+     throughput, the figure the ratio goal compares with the layer alone);
+   - end to end fed as the layer alone is (each cell's last step, `--no-layer-fed` skips it):
+     `layer-send` group_sends the layer-alone run's number of `trades.BTCUSDT` messages as the
+     hubs' batches, as fast as the layer takes them, to the connected clients through daphne;
+     deliveries/s from the first receive to the last, like the reference. The trading steps
+     cannot offer that much on this machine: the trader shares the 2 cores.
    CPU seconds of daphne (summed over its processes), the load generator, the trader and
    redis-server come from /proc; on the pubsub layer a Redis subscriber in this process also
    times commit → Redis. How many connections each daphne process accepted is counted from its
@@ -653,6 +658,8 @@ def run_cell(
                 failed_at = rate
                 if not any(later in after_failure for later in args.rates if later > rate):
                     break
+        if not args.no_layer_fed:
+            cell["layer_fed"] = run_layer_fed(args, layer, clients, gens, daphne, logdir)
         gens_send(gens, {"cmd": "quit"})
         with contextlib.suppress(RuntimeError):
             gens_recv(gens, timeout=30)
@@ -662,6 +669,64 @@ def run_cell(
         if probe is not None:
             probe.stop()
     return cell
+
+
+def ceiling_messages(args, clients: int) -> int:
+    """Messages per layer-alone run (and per layer-fed step) for `clients` receivers."""
+    return max(20, min(3000, args.ceiling_deliveries // clients))
+
+
+def run_layer_fed(args, layer: str, clients: int, gens: list[Child], daphne: Daphne, logdir: Path) -> dict:
+    """End to end fed as the layer alone is: `layer-send` group_sends the same number of
+    `trades.BTCUSDT` messages as fast as the layer takes them, as hub batches numbered after
+    the tape, to the connected clients through daphne. Deliveries/s from the first receive to
+    the last, as the layer alone counts them. The last step of a cell: its numbers run ahead of
+    the database's tape, and the next cell's connections start from the tape again."""
+    seq0 = tape_seq()
+    messages = ceiling_messages(args, clients)
+    gens_send(gens, {"cmd": "start", "baseline": {TRADES: seq0}})
+    gens_recv(gens, timeout=30)
+    pids = {f"daphne{i}": pid for i, pid in enumerate(daphne.pids)}
+    pids.update({f"gen{i}": g.pid for i, g in enumerate(gens)})
+    cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    send = Child(
+        f"layer-fed-{layer}-{clients}",
+        python_module("layer-send", "--messages", str(messages), "--group", INSTRUMENT_GROUP)
+        + ["--stream", TRADES, "--after", str(seq0)],
+        env_for(layer, "wsbench-layer-fed"),
+        logdir,
+    )
+    try:
+        sent = send.recv(timeout=120)
+    finally:
+        send.stop()
+    expect = {TRADES: seq0 + messages}
+    gens_send(gens, {"cmd": "drain", "expect": expect, "timeout": args.drain_timeout * 3, "quiet": 1.5})
+    parts = gens_recv(gens, timeout=args.drain_timeout * 3 + 60)
+    cpu = {name: cpu_seconds(pid) - cpu0[name] for name, pid in pids.items()}
+    delivered = sum(p["count"].get(TRADES, 0) for p in parts)
+    firsts = [p["first_recv"] for p in parts if p["first_recv"] is not None]
+    lasts = [p["last_recv"] for p in parts if p["last_recv"] is not None]
+    seconds = (max(lasts) - min(firsts)) / 1000 if firsts and lasts else float("nan")
+    result = {
+        "messages": messages,
+        "expected": messages * clients,
+        "delivered": delivered,
+        "seconds": seconds,
+        "send_seconds": sent.get("seconds", float("nan")),
+        "rate": delivered / seconds if seconds and seconds == seconds else 0.0,
+        "gaps": sum(p["gap_missing"].get(TRADES, 0) for p in parts),
+        "late": sum(p["tail_missing"].get(TRADES, 0) for p in parts),
+        "closed": sum(p["closed_since_connect"] for p in parts),
+        "daphne_cpu_s": sum(v for k, v in cpu.items() if k.startswith("daphne")),
+        "clients_cpu_s": sum(v for k, v in cpu.items() if k.startswith("gen")),
+    }
+    log(
+        f"  {layer:6} {clients:4} clients, layer-fed: {result['rate']:.0f} deliveries/s "
+        f"({delivered} of {result['expected']} in {seconds:.2f} s), gaps {result['gaps']}, late {result['late']}, "
+        f"daphne CPU {result['daphne_cpu_s']:.2f} s, clients CPU {result['clients_cpu_s']:.2f} s"
+    )
+    return result
 
 
 def summarize_step(rate, clients, traded, parts, started, cpu0, cpu1, seq0) -> dict:
@@ -776,6 +841,9 @@ def parse_args(argv=None):
     parser.add_argument("--load-procs", type=int, default=1, help="load generator processes per cell")
     parser.add_argument("--max-minutes", type=float, default=10.0, help="start no round that would end later")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 round, 100 and 1000 clients at 1/s")
+    parser.add_argument(
+        "--no-layer-fed", action="store_true", help="skip each cell's last step (fed by group_send like the reference)"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.clients, args.rates = 1, "100,1000", "1"
@@ -838,7 +906,7 @@ def main(argv=None) -> int:
             for clients, layer in pairs:
                 key = (channel_layer(layer), clients)
                 if key not in ceilings:
-                    messages = max(20, min(3000, args.ceiling_deliveries // clients))
+                    messages = ceiling_messages(args, clients)
                     log(f"round {number}: {key[0]} layer alone, {clients} channels x {messages} messages")
                     ceilings[key] = run_ceiling(key[0], clients, messages, logdir, redis_pid)
                     log(
@@ -967,6 +1035,31 @@ def build_report(args, machine, rounds, started, finished) -> str:
                 f"{fmt(median([s['cpu_pct'].get('redis', float('nan')) for s in only]))} | "
                 f"{', '.join(f'{v} ×{n}' for v, n in sorted(verdicts.items()))} | {len(only)} |"
             )
+    fed = {key: [c for c in runs if c.get("layer_fed")] for key, runs in sorted(cells.items())}
+    if any(fed.values()):
+        lines += [
+            "",
+            "**End to end, fed as the layer alone is** (the last step of each cell: `layer-send` group_sends the "
+            "layer-alone run's number of `trades.BTCUSDT` messages as hub batches, as fast as the layer takes them; "
+            "deliveries/s from the first receive to the last; a ratio is the median of per-round ratios):",
+            "",
+            "| layer | clients | messages | deliveries/s | ÷ layer alone | lost (gaps) | undelivered | closed "
+            "| daphne µs/delivery | clients µs/delivery | n |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for (layer, clients), runs in fed.items():
+            if not runs:
+                continue
+            results = [c["layer_fed"] for c in runs]
+            ratios = [c["layer_fed"]["rate"] / c["ceiling"]["rate"] for c in runs if c["ceiling"]["rate"]]
+            lines.append(
+                f"| {layer} | {clients} | {results[0]['messages']} | {fmt(median([r['rate'] for r in results]))} | "
+                f"{fmt(100 * median(ratios), 1)} % | {sum(r['gaps'] for r in results)} | "
+                f"{sum(r['late'] for r in results)} | {sum(r['closed'] for r in results)} | "
+                f"{fmt(median([1e6 * r['daphne_cpu_s'] / r['delivered'] for r in results if r['delivered']]), 1)} | "
+                f"{fmt(median([1e6 * r['clients_cpu_s'] / r['delivered'] for r in results if r['delivered']]), 1)} | "
+                f"{len(results)} |"
+            )
     lines += [
         "",
         "Connecting (handshake + subscribe, 50 in flight), connections accepted by each daphne process "
@@ -1015,13 +1108,25 @@ def build_report(args, machine, rounds, started, finished) -> str:
                 f"closed {sum(s['closed'] for s in steps)}, "
                 f"achieved {fmt(median([s['achieved'] for s in steps]), 1)} trades/s"
             )
+    for (layer, clients), runs in fed.items():
+        if not runs:
+            continue
+        ratio = median([c["layer_fed"]["rate"] / c["ceiling"]["rate"] for c in runs if c["ceiling"]["rate"]])
+        lost = sum(c["layer_fed"]["gaps"] + c["layer_fed"]["late"] for c in runs)
+        verdict = "met" if ratio >= RATIO_GOAL and not lost else "not met"
+        lines.append(
+            f"- {layer}, {clients} clients, fed as the layer alone is: "
+            f"{fmt(median([c['layer_fed']['rate'] for c in runs]))} deliveries/s = {fmt(100 * ratio, 1)} % of the "
+            f"layer alone, {lost} lost or undelivered (goal ≥ {100 * RATIO_GOAL:g} %: **{verdict}**)"
+        )
     for (layer, clients), found in sorted(best.items()):
         peak_rate, peak = found["peak"]
         verdict = "met" if peak["ratio"] >= RATIO_GOAL else "not met"
         passing = found.get("pass")
         failing = found.get("fail")
         text = (
-            f"- {layer}, {clients} clients: peak {fmt(peak['deliveries_s'])} deliveries/s at {peak_rate:g} trades/s = "
+            f"- {layer}, {clients} clients, while trading: peak {fmt(peak['deliveries_s'])} deliveries/s at "
+            f"{peak_rate:g} trades/s = "
             f"{fmt(100 * peak['ratio'], 1)} % of the layer alone (goal ≥ {100 * RATIO_GOAL:g} %: **{verdict}**)"
         )
         text += f"; highest rate passing: {passing[0]:g}/s" if passing else "; no rate passed"

@@ -572,19 +572,25 @@ def layer_recv_main(args) -> None:
 
 def layer_send_main(args) -> None:
     """`group_send` of M messages, one after another as fast as the layer takes them, from its
-    own process (as the trading process publishes)."""
+    own process (as the trading process publishes). With `--stream`, each is a batch of one
+    message of that stream numbered from `--after` + 1, as the trading process sends them to
+    the serving processes' hubs (the layer-fed step of bench/ws_fanout)."""
     layer = _layer()
 
     async def run() -> dict:
         started = time.perf_counter()
-        for seq in range(1, args.messages + 1):
+        for seq in range(args.after + 1, args.after + args.messages + 1):
             message = {
                 "type": "stream.message",
-                "stream": "trades.BTCUSDT",
+                "stream": args.stream or "trades.BTCUSDT",
                 "seq": seq,
                 "ts": int(time.time() * 1000),
                 "data": SAMPLE_TRADES,
             }
+            if args.stream:
+                part = {**message, "key": args.stream}
+                del part["type"]
+                message = {"type": "stream.batch", "group": args.group, "parts": [part]}
             await layer.group_send(args.group, message)
         return {"sent": args.messages, "seconds": time.perf_counter() - started}
 
@@ -613,6 +619,8 @@ def main(argv=None) -> None:
     send = sub.add_parser("layer-send")
     send.add_argument("--messages", type=int, required=True)
     send.add_argument("--group", required=True)
+    send.add_argument("--stream", default="", help="send hub batches of this stream (as the trading process)")
+    send.add_argument("--after", type=int, default=0, help="number the messages from this + 1")
     args = parser.parse_args(argv)
     if args.role == "clients":
         asyncio.run(clients_main(args))
