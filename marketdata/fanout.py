@@ -39,6 +39,11 @@ CLIENT_KEYS = ("stream", "first_seq", "seq", "ts", "data", "account")
 #: How often the hub renews its group memberships: the core Redis layer forgets a membership
 #: after its `group_expiry` (one day by default), and a hub lives as long as its process.
 RENEW_SECONDS = 3600
+#: How long the hub may hand out messages before it lets the event loop turn: a backlog of
+#: batches is read from a queue without waiting, and the sockets are written only when the
+#: loop turns (bench/ws_fanout's layer-fed step: without it, a process with a backlog wrote
+#: nothing until the whole backlog was handed out).
+YIELD_SECONDS = 0.01
 
 
 def client_text(message: dict[str, Any]) -> str:
@@ -142,6 +147,7 @@ class StreamHub:
     async def _listen(self) -> None:
         assert self.channel is not None
         loop = asyncio.get_running_loop()
+        turned = loop.time()
         while True:
             try:
                 message = await self.layer.receive(self.channel)
@@ -162,6 +168,9 @@ class StreamHub:
                     await self._deliver(ready)
             if held:
                 self._arm()
+            if loop.time() - turned >= YIELD_SECONDS:
+                await asyncio.sleep(0)
+                turned = loop.time()
 
     async def _deliver(self, messages: list[dict[str, Any]]) -> None:
         for message in messages:
