@@ -23,6 +23,8 @@ from decimal import Decimal
 from typing import Any
 
 Message = dict[str, Any]
+#: A line waiting for its start holds at most this many reorder windows of messages.
+WAITING_LIMIT = 16
 
 
 @dataclass
@@ -86,6 +88,8 @@ class Reorder:
         seq = message["seq"]
         if not line.started:
             line.held[seq] = message
+            if len(line.held) > self.window_messages * WAITING_LIMIT:
+                del line.held[min(line.held)]  # a start that never came: keep the newest only
             return []
         if line.expected is None:
             line.expected = seq

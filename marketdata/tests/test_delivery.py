@@ -64,6 +64,15 @@ def test_messages_that_arrive_before_the_start_is_read_are_held_and_those_after_
     assert _seqs(reorder.accept("k", _message(13), now=0.6)) == [13]
 
 
+def test_a_line_whose_start_never_comes_holds_a_bounded_number_of_the_newest_messages():
+    reorder = Reorder(window_seconds=1, window_messages=2)
+    reorder.expect("k")
+    for seq in range(1, 101):
+        reorder.accept("k", _message(seq), now=0)
+    assert _seqs(reorder.start("k", 0, now=1)) == []  # 1 … 68 were let go: the client sees the gap
+    assert _seqs(reorder.due(now=2)) == list(range(69, 101))
+
+
 def test_a_gap_among_the_messages_held_before_the_start_opens_a_window():
     reorder = Reorder(window_seconds=1, window_messages=64)
     reorder.expect("k")
