@@ -13,7 +13,7 @@ needs_redis = pytest.mark.skipif(not settings.REDIS_URL, reason="needs Redis (RE
 pytestmark = [needs_redis]
 
 
-def _usage(*, increment: bool, rate: str = "5/m", key: str = "caller-1"):
+def _usage(*, increment: bool, rate: str = "5/h", key: str = "caller-1"):
     return get_usage(
         RequestFactory().get("/"), group="counter-test", key=lambda group, request: key, rate=rate, increment=increment
     )
@@ -61,7 +61,7 @@ def _ratelimit_params() -> dict:
 
 def test_leased_counts_take_one_round_trip_per_block_and_stay_consecutive(redis_commands):
     with counts_leased(4):
-        counts = [_usage(increment=True, rate="1000/m", key="leased")["count"] for _ in range(8)]
+        counts = [_usage(increment=True, rate="1000/h", key="leased")["count"] for _ in range(8)]
     assert counts == [1, 2, 3, 4, 5, 6, 7, 8]
     assert len(redis_commands) == 2
 
