@@ -444,41 +444,46 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def machine_info() -> dict[str, str]:
-    cpu = "unknown"
+def cpu_model() -> str:
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    mem = "unknown"
-    with contextlib.suppress(OSError):
+                return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def ram_total() -> str:
+    with contextlib.suppress(OSError, AttributeError):
         kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
-        mem = f"{kb / 1024 / 1024:.1f} GiB"
+        return f"{kb / 1024 / 1024:.1f} GiB"
+    return "unknown"
 
-    def version(dist: str) -> str:
-        from importlib.metadata import PackageNotFoundError
-        from importlib.metadata import version as v
 
+def dist_versions(dists: tuple[str, ...]) -> str:
+    """`name version` of each installed distribution, "-" for one that is not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def one(dist: str) -> str:
         try:
-            return v(dist)
+            return version(dist)
         except PackageNotFoundError:
             return "-"
 
+    return ", ".join(f"{dist} {one(dist)}" for dist in dists)
+
+
+def machine_info() -> dict[str, str]:
     wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0].strip()
     with pg_admin() as conn:
         pg = conn.execute("show server_version").fetchone()[0]
+    dists = ("Django", "djangorestframework", "daphne", "Twisted", "gunicorn", "psycopg", "django-redis")
     return {
         "nproc": str(os.cpu_count()),
-        "cpu": cpu,
-        "ram": mem,
+        "cpu": cpu_model(),
+        "ram": ram_total(),
         "kernel": platform.release(),
         "python": platform.python_version(),
-        "versions": ", ".join(
-            f"{d} {version(d)}"
-            for d in ("Django", "djangorestframework", "daphne", "Twisted", "gunicorn", "psycopg", "django-redis")
-        )
-        + f", PostgreSQL {pg}, {wrk}",
+        "versions": f"{dist_versions(dists)}, PostgreSQL {pg}, {wrk}",
     }
 
 

@@ -28,11 +28,9 @@ The markdown report goes to stdout and to `bench/results/var-<timestamp>.md`.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
-import re
 import statistics
 import subprocess
 import sys
@@ -49,6 +47,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.api_overhead import cpu_model, ram_total  # noqa: E402
 from riskmgmt.var import historical_var, monte_carlo_var, parametric_var  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -156,21 +155,11 @@ def compare(ours: Callable[[], float], reference: Callable[[], float], rounds: i
 
 
 def machine_info() -> dict[str, str]:
-    cpu, memory = "unknown", "unknown"
-    with contextlib.suppress(OSError):
-        cpu = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-    with contextlib.suppress(OSError, AttributeError):
-        kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
-        memory = f"{kb / 1024 / 1024:.1f} GiB"
     blas = np.__config__.CONFIG.get("Build Dependencies", {}).get("blas", {})
     return {
         "nproc": f"{os.cpu_count()} ({len(os.sched_getaffinity(0))} usable)",
-        "cpu": cpu,
-        "ram": memory,
+        "cpu": cpu_model(),
+        "ram": ram_total(),
         "python": platform.python_version(),
         "numpy": np.__version__,
         "blas": f"{blas.get('name', '?')} {blas.get('version', '')}".strip(),

@@ -86,8 +86,11 @@ from bench.api_overhead import (  # noqa: E402
     PG_PORT,
     ROOT,
     base_env,
+    cpu_model,
+    dist_versions,
     http_get,
     log,
+    ram_total,
     stop_processes,
 )
 from bench.api_overhead import cpu_seconds as proc_cpu_seconds  # noqa: E402
@@ -396,36 +399,17 @@ def raise_nofile() -> tuple[int, int]:
 
 
 def machine_info() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    cpu = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    ram = "unknown"
-    with contextlib.suppress(OSError, AttributeError):
-        kib = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
-        ram = f"{kib / 1024 / 1024:.1f} GiB"
-
-    def v(dist: str) -> str:
-        try:
-            return version(dist)
-        except PackageNotFoundError:
-            return "-"
-
     with pg_admin() as conn:
         pg = conn.execute("show server_version").fetchone()[0]
     redis_version = redis_client().info("server").get("redis_version", "?")
     dists = ("daphne", "Twisted", "autobahn", "channels", "channels-redis", "redis", "hiredis", "msgpack", "Django")
     return {
         "nproc": str(os.cpu_count()),
-        "cpu": cpu,
-        "ram": ram,
+        "cpu": cpu_model(),
+        "ram": ram_total(),
         "kernel": platform.release(),
         "python": platform.python_version(),
-        "versions": ", ".join(f"{d} {v(d)}" for d in dists) + f", Redis {redis_version}, PostgreSQL {pg}",
+        "versions": f"{dist_versions(dists)}, Redis {redis_version}, PostgreSQL {pg}",
     }
 
 

@@ -240,7 +240,6 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         self._route()
         for key in kept_before - self._keys():
             await stream_hub().unfollow(key, self)
-
         await self.send_json({"op": "unsubscribed", "streams": gone})
 
     # -- stream messages -------------------------------------------------------------------
@@ -263,14 +262,12 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         """Whether `sub` sends `message` as it is. A subscription still reading its starting
         point keeps the message for then (unless `waited`: it is that moment); a coalesced book
         merges it into its next diff."""
-        stream = message["stream"]
-        private = stream in PRIVATE
-        if private and (sub.stream.kind != stream or message["account"] not in sub.accounts):
+        if not _covers(sub, message):
             return False
         if sub.waiting is not None and not waited:
             sub.waiting.append(message)
             return False
-        if message["seq"] <= (sub.floors.get(message["account"], 0) if private else sub.floor):
+        if message["seq"] <= _floor(sub, message):
             return False
         if sub.stream.interval_ms:
             sub.coalescer.add(message)
@@ -290,9 +287,8 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         return any(
             other is not sub
             and other.waiting is None
-            and other.stream.kind == message["stream"]
-            and message["account"] in other.accounts
-            and message["seq"] > other.floors.get(message["account"], 0)
+            and _covers(other, message)
+            and message["seq"] > _floor(other, message)
             for other in self.subscriptions.values()
         )
 
@@ -398,6 +394,19 @@ def _start_points(new: list[StreamName], user) -> dict[Hashable, Any]:
             for kind, seq in zip(PRIVATE_ORDER, counters, strict=True):
                 starts[(kind, account_id)] = seq
     return starts
+
+
+def _covers(sub: _Subscription, message: Message) -> bool:
+    """Whether `message` belongs to `sub`: a private one to its stream and accounts (a public
+    one reaches only the subscriptions routed by its stream)."""
+    if message["stream"] not in PRIVATE:
+        return True
+    return sub.stream.kind == message["stream"] and message["account"] in sub.accounts
+
+
+def _floor(sub: _Subscription, message: Message) -> int:
+    """The number `sub` starts above for `message`'s sequence."""
+    return sub.floors.get(message["account"], 0) if "account" in message else sub.floor
 
 
 def _snapshot_json(name: str, depth: Depth) -> Message:
