@@ -186,6 +186,32 @@ def test_private_streams_need_authentication_and_carry_only_the_users_own_accoun
     assert by_stream["orders"][-1]["seq"] == alice.orders_seq and by_stream["balances"][-1]["seq"] == alice.balances_seq
 
 
+def test_a_private_message_reaches_the_client_once_however_many_subscriptions_cover_it(market, funded_account, place):
+    alice = funded_account("alice", BTC="10", USDT="10000")
+    key = api_key_create(user=alice.owner, name="ws", scopes=["read"]).raw_key
+    placed = database_sync_to_async(place)
+
+    async def scenario():
+        socket = await _socket([(b"x-api-key", key.encode())])
+        await socket.receive_json_from()  # authenticated
+        await socket.send_json_to({"op": "subscribe", "streams": ["orders"]})
+        await socket.receive_json_from()
+        await placed(alice, "BUY", qty="1", price="90")
+        received = [await socket.receive_json_from(timeout=5)]
+        await socket.send_json_to({"op": "subscribe", "streams": [f"orders.{alice.pk}"]})  # the same sequence
+        received.append(await socket.receive_json_from(timeout=5))
+        await placed(alice, "BUY", qty="1", price="91")
+        while not await socket.receive_nothing(timeout=0.5):
+            received.append(await socket.receive_json_from())
+        await socket.disconnect()
+        return received
+
+    received = run(scenario)
+    orders = [message["seq"] for message in received if message.get("stream") == "orders"]
+    assert orders == list(range(orders[0], orders[0] + 2))  # each order once, in order
+    assert {"op": "subscribed", "streams": [f"orders.{alice.pk}"]} in received
+
+
 def test_the_portal_session_cookie_authenticates_the_socket(market, funded_account):
     account = funded_account("alice", USDT="1")
     client = Client()
