@@ -41,6 +41,28 @@ def _fast_password_hashing(settings):
 
 
 @pytest.fixture(autouse=True)
+def _media_root(settings, tmp_path):
+    """Job files of a test go to its own directory, never the checkout's media/."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
+@pytest.fixture
+def jobs_inline(settings, django_capture_on_commit_callbacks):
+    """Jobs run in this thread when their transaction's commit callbacks run (Celery's eager
+    mode, the same task code a worker runs): `with jobs_inline(): client.post(...)`. Tests that
+    prove the real worker, the queues and the embedded pools run them there instead."""
+    from portal.celery import app
+
+    settings.CELERY_EMBEDDED = False
+    eager = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    try:
+        yield lambda: django_capture_on_commit_callbacks(execute=True)
+    finally:
+        app.conf.task_always_eager = eager
+
+
+@pytest.fixture(autouse=True)
 def _clean_cache():
     """Rate-limit counters, lock-outs and heartbeats must not leak between tests."""
     cache.clear()

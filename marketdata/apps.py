@@ -5,7 +5,9 @@ class MarketdataConfig(AppConfig):
     name = "marketdata"
 
     def ready(self) -> None:
-        from marketdata.streams import publish
+        from marketdata.streams import publish, publish_job
+        from portal.jobs import job_changed
         from trading.events import trading_events_committed
 
         trading_events_committed.connect(publish, dispatch_uid="marketdata.streams.publish")
+        job_changed.connect(publish_job, dispatch_uid="marketdata.streams.publish_job")

@@ -5,7 +5,7 @@ Client → server, one JSON object per frame:
 - `{"op": "auth", "api_key": "tpk_…"}` → `{"op": "authenticated", "user": …}` (or send the key
   in the handshake's `X-API-Key` / `Authorization: Api-Key …` header, or come with the
   portal's session cookie);
-- `{"op": "subscribe", "streams": ["trades.BTCUSDT", "book.BTCUSDT@100ms", "orders"]}` →
+- `{"op": "subscribe", "streams": ["trades.BTCUSDT", "book.BTCUSDT@100ms", "orders", "jobs"]}` →
   `{"op": "subscribed", "streams": [...]}`; a book subscription then starts with a snapshot;
 - `{"op": "unsubscribe", "streams": [...]}` → `{"op": "unsubscribed", "streams": [...]}`;
 - `{"op": "list"}` → `{"op": "list", "streams": [...]}`;
@@ -33,11 +33,12 @@ from marketdata.delivery import BookCoalescer, Message
 from marketdata.fanout import Outgoing, client_text, stream_hub
 from marketdata.models import Instrument
 from marketdata.selectors import tape_seqs
-from marketdata.streams import PRIVATE, StreamName, account_group, serving_loop_set, stream_parse
+from marketdata.streams import JOBS, PRIVATE, StreamName, account_group, serving_loop_set, stream_parse, user_group
 from marketdata.tickers import ticker_hub, ticker_message
 from portal.api_keys import ApiKeyRejected, api_key_authenticate
 from portal.asgi_server import FRAMES_EXTENSION
 from portal.choices import ApiKeyScope
+from portal.jobs import jobs_stream_seq
 from portal.net import client_ip_from
 from trading.events import PRIVATE_ORDER, levels_json
 from trading.selectors import Depth, account_stream_seqs, book_depth
@@ -162,7 +163,7 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         if len(self.subscriptions) + len(new) > settings.WS_MAX_STREAMS:
             await self._error("too_many_streams", f"At most {settings.WS_MAX_STREAMS} streams per connection.")
             return
-        accounts = await self._accounts_of([found for found in new if found.kind in PRIVATE])
+        accounts = await self._accounts_of([found for found in new if found.kind in PRIVATE or found.kind == JOBS])
         if accounts is None:
             return
         for found in new:
@@ -170,6 +171,9 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
             if found.kind in PRIVATE:
                 covered = accounts if found.account_id is None else frozenset({found.account_id})
                 keys = tuple(account_group(pk) for pk in sorted(covered))
+            elif found.kind == JOBS:
+                assert self.user is not None  # _accounts_of refused an anonymous subscriber
+                keys = (user_group(self.user.pk),)
             else:
                 keys = () if found.kind == "ticker" else (found.group,)
             for key in set(keys) - self._keys():
@@ -184,8 +188,8 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
             await self._start(self.subscriptions[found.name], starts)
 
     async def _accounts_of(self, private: list[StreamName]) -> frozenset[int] | None:
-        """The user's own accounts, when the private subscriptions asked for are theirs; None
-        after an error frame."""
+        """The user's own accounts, when the private subscriptions asked for (accounts' streams,
+        `jobs`) are theirs; None after an error frame."""
         if not private:
             return frozenset()
         names = ", ".join(found.name for found in private)
@@ -213,9 +217,13 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
             sub.waiting = None
             await ticker_hub().follow(found.symbol, self, seq=sub.floor)
             return
+        lines: dict[Hashable, int]
         if found.kind in PRIVATE:
             sub.floors = {account_id: starts[(found.kind, account_id)] for account_id in sub.accounts}
-            lines: dict[Hashable, int] = {(found.kind, account_id): seq for account_id, seq in sub.floors.items()}
+            lines = {(found.kind, account_group(account_id)): seq for account_id, seq in sub.floors.items()}
+        elif found.kind == JOBS:
+            sub.floor = starts[JOBS]
+            lines = {(JOBS, sub.keys[0]): sub.floor}
         else:
             sub.floor = starts[found.group].sequence if found.kind == "book" else starts[found.group]
             lines = {found.group: sub.floor}
@@ -343,7 +351,9 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
             if sub.stream.kind == "ticker":
                 continue
             if sub.stream.kind in PRIVATE:
-                keys |= {(sub.stream.kind, account_id) for account_id in sub.accounts}
+                keys |= {(sub.stream.kind, account_group(account_id)) for account_id in sub.accounts}
+            elif sub.stream.kind == JOBS:
+                keys.add((JOBS, sub.keys[0]))
             else:
                 keys.add(sub.stream.group)
         return keys
@@ -369,7 +379,7 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
 
 STREAMS_AVAILABLE = (
     "Available: trades.<SYMBOL>, book.<SYMBOL> (or @100ms, @1000ms), ticker.<SYMBOL>, "
-    "candles.<SYMBOL>.<interval>, and your own orders, fills, balances (or .<account id>)."
+    "candles.<SYMBOL>.<interval>, and your own orders, fills, balances (or .<account id>) and jobs."
 )
 
 
@@ -393,6 +403,8 @@ def _start_points(new: list[StreamName], user) -> dict[Hashable, Any]:
         for account_id, counters in account_stream_seqs(user=user).items():
             for kind, seq in zip(PRIVATE_ORDER, counters, strict=True):
                 starts[(kind, account_id)] = seq
+    if any(found.kind == JOBS for found in new):
+        starts[JOBS] = jobs_stream_seq(user=user)
     return starts
 
 

@@ -30,7 +30,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from marketdata.delivery import Reorder
-from marketdata.streams import account_group, layer_group
+from marketdata.streams import layer_group
 
 logger = structlog.get_logger("marketdata.fanout")
 
@@ -70,13 +70,13 @@ class Outgoing:
 
 def order_line(message: dict[str, Any]) -> Hashable:
     """The sequence a stream message is numbered in: its stream's, or for a private stream its
-    stream's per account."""
-    return (message["stream"], message["account"]) if "account" in message else message["stream"]
+    stream's per account (or per user: `jobs`)."""
+    return message["stream"] if message["key"] == message["stream"] else (message["stream"], message["key"])
 
 
 def line_key(line: Hashable) -> str:
     """The hub key whose followers receive a sequence's messages."""
-    return account_group(line[1]) if isinstance(line, tuple) else str(line)
+    return line[1] if isinstance(line, tuple) else str(line)
 
 
 class Follower(Protocol):

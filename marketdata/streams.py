@@ -16,7 +16,9 @@ gap (then it resyncs from REST, which is the truth).
 - `ticker.<SYMBOL>`: the 24 h ticker, read by the serving processes that have subscribers
   (`marketdata.tickers`), at most once per `WS_TICKER_INTERVAL_MS`;
 - `orders`, `fills`, `balances`: one message per order, fill or balance changed, numbered per
-  account and stream by the account's counters, sent to the account's group.
+  account and stream by the account's counters, sent to the account's group;
+- `jobs`: one message per change of one of the user's jobs (status, progress), numbered by the
+  user's counter (`portal.jobs`, ADR 0007), sent to the user's group.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ STREAM_PATTERNS = {
 #: (`orders`) or one (`orders.<account id>`).
 PRIVATE = frozenset(PRIVATE_STREAMS.values())
 _PRIVATE_PATTERN = re.compile(r"^(orders|fills|balances)(?:\.([0-9]{1,18}))?$")
+#: The subscriber's own stream that is not an account's: their jobs.
+JOBS = "jobs"
 
 
 class StreamName(NamedTuple):
@@ -65,6 +69,8 @@ class StreamName(NamedTuple):
 def stream_parse(name: str) -> StreamName | None:
     """The subscription a name such as `trades.btcusdt`, `book.BTCUSDT@100ms`,
     `candles.BTCUSDT.1m` or `orders.42` stands for, or None when no stream has that shape."""
+    if name.lower() == JOBS:
+        return StreamName(JOBS, JOBS, group=JOBS)
     private = _PRIVATE_PATTERN.match(name.lower())
     if private is not None:
         account = private.group(2)
@@ -88,11 +94,16 @@ def account_group(account_id: int) -> str:
     return f"account.{account_id}"
 
 
+def user_group(user_id: int) -> str:
+    """The key of one user's `jobs` messages; also its channel layer group."""
+    return f"user.{user_id}"
+
+
 def layer_group(key: str) -> str:
     """The channel layer group that carries the messages of `key` (a public stream's name, or
-    an account's key): one group per instrument for all its public streams, one per account.
-    A transaction's messages to one group travel as one batch (`_Sender`)."""
-    if key.startswith("account."):
+    an account's or a user's key): one group per instrument for all its public streams, one per
+    account, one per user. A transaction's messages to one group travel as one batch (`_Sender`)."""
+    if key.startswith(("account.", "user.")):
         return key
     return f"instrument.{key.split('.')[1]}"
 
@@ -105,6 +116,14 @@ def publish(sender: Any, events: list[TradingEvent], **kwargs: Any) -> None:
     messages = [message for event in events for message in _messages(event)]
     if messages:
         _sender.send(messages)
+
+
+def publish_job(sender: Any, job: Any, seq: int, **kwargs: Any) -> None:
+    """`portal.jobs.job_changed` receiver: the job as the API shows it, on its owner's `jobs` stream."""
+    from portal.api.v1.serializers import JobSerializer
+
+    key = user_group(job.owner_id)
+    _sender.send([_message(key, JOBS, seq, JobSerializer(job).data)])
 
 
 def _messages(event: TradingEvent) -> list[tuple[str, dict]]:

@@ -1,19 +1,24 @@
-"""Identity & access models: the custom user, API keys, stored idempotent responses."""
+"""Identity & access models: the custom user, API keys, stored idempotent responses; and the
+background jobs every app runs (ADR 0007)."""
 
 from __future__ import annotations
+
+import uuid
 
 from django.contrib.auth.models import AbstractUser
 from django.db import models
 from django.utils import timezone
 from django.utils.functional import cached_property
 
-from portal.choices import ROLE_ORDER, ApiKeyScope, Role
+from portal.choices import JOB_FINISHED, ROLE_ORDER, ApiKeyScope, JobKind, JobStatus, Role
 
 
 class User(AbstractUser):
     """A person who uses Tradeport; their role is the highest role group they belong to."""
 
     email = models.EmailField(blank=True)
+    #: The last number of the user's private `jobs` stream (ADR 0007): taken with the job's update.
+    jobs_seq = models.BigIntegerField(default=0, editable=False)
 
     class Meta(AbstractUser.Meta):
         swappable = "AUTH_USER_MODEL"
@@ -120,3 +125,53 @@ class IdempotencyRecord(models.Model):
     @property
     def is_complete(self) -> bool:
         return self.response_status is not None
+
+
+class Job(models.Model):
+    """One background job (a VaR run, a report, an export…): the truth about it, whatever Celery
+    knows. A task claims its row before it works (`portal.jobs.job_claim`), so a redelivered task
+    never does the work twice; the result is small figures (`result`) and/or a file under
+    `MEDIA_ROOT/jobs/<id>/`, put in place when the job succeeds (ADR 0007)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    kind = models.CharField(max_length=16, choices=JobKind.choices)
+    owner = models.ForeignKey(User, on_delete=models.PROTECT, related_name="jobs")
+    account = models.ForeignKey(
+        "trading.TradingAccount", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    params = models.JSONField(default=dict, help_text="The validated request: what the job was asked to do.")
+    status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0, help_text="Percent done.")
+    message = models.CharField(max_length=255, blank=True, help_text="What the job is doing now.")
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Times a worker claimed it.")
+    error = models.TextField(blank=True, help_text="Why it failed, for its owner; the traceback is in the log.")
+    result = models.JSONField(null=True, blank=True)
+    result_file = models.CharField(max_length=255, blank=True, help_text="Relative to MEDIA_ROOT.")
+    result_size = models.BigIntegerField(null=True, blank=True)
+    result_expires_at = models.DateTimeField(null=True, blank=True)
+    request_id = models.CharField(max_length=128, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["owner", "-created_at"], name="job_owner_recent_idx"),
+            models.Index(fields=["kind", "-created_at"], name="job_kind_recent_idx"),
+            models.Index(fields=["status", "result_expires_at"], name="job_status_expiry_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(progress__lte=100), name="job_progress_at_most_100"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.id} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in JOB_FINISHED
+
+    @property
+    def file_available(self) -> bool:
+        return bool(self.result_file) and (self.result_expires_at is None or self.result_expires_at > timezone.now())

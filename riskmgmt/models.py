@@ -108,3 +108,41 @@ def risk_limit_scope_key(*, account_id: int | None, instrument_id: int | None) -
         [f"instrument:{instrument_id}"] if instrument_id else []
     )
     return ":".join(parts) or "venue"
+
+
+class VarRun(models.Model):
+    """A Value-at-Risk run of one account: its inputs as they were when it was asked for (the
+    positions and their prices, the window of daily candles, method, confidence, horizon,
+    lookback, paths, seed, NumPy's version, a digest of the returns matrix), so it can be
+    repeated and checked; and, once its job succeeded, its figures and backtest."""
+
+    job = models.OneToOneField("portal.Job", on_delete=models.PROTECT, related_name="var_run")
+    account = models.ForeignKey(TradingAccount, on_delete=models.PROTECT, related_name="+")
+    method = models.CharField(max_length=12)
+    confidence = models.DecimalField(max_digits=6, decimal_places=5)
+    horizon_days = models.PositiveSmallIntegerField()
+    lookback_days = models.PositiveSmallIntegerField()
+    paths = models.PositiveIntegerField(null=True, blank=True)
+    seed = models.BigIntegerField(null=True, blank=True)
+    currency = models.CharField(max_length=16, help_text="The quote asset every exposure is valued in.")
+    positions = models.JSONField(help_text="[{symbol, quantity, price, exposure}] at the time of the request.")
+    window_start = models.DateField(help_text="Open day of the first daily close used.")
+    window_end = models.DateField(help_text="Open day of the last daily close used.")
+    returns_digest = models.CharField(max_length=64, help_text="SHA-256 of the daily log-returns matrix.")
+    numpy_version = models.CharField(max_length=32)
+    var = AmountField(null=True, blank=True)
+    es = AmountField(null=True, blank=True)
+    pnl_mean = AmountField(null=True, blank=True)
+    pnl_std = AmountField(null=True, blank=True)
+    scenarios = models.PositiveIntegerField(null=True, blank=True)
+    histogram = models.JSONField(null=True, blank=True, help_text="{edges, counts} of the scenario P&L.")
+    backtest = models.JSONField(null=True, blank=True, help_text="Breaches of the one-day VaR and Kupiec's test.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["account", "-created_at"], name="var_run_account_recent_idx")]
+
+    def __str__(self) -> str:
+        return f"VaR {self.method} {self.confidence} {self.horizon_days}d of account {self.account_id}"

@@ -81,7 +81,7 @@ from __future__ import annotations
 import math
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from statistics import NormalDist
@@ -245,8 +245,12 @@ def log_returns(closes: ArrayLike) -> NDArray[np.float64]:
     return np.diff(np.log(prices), axis=0)
 
 
-def value_at_risk(inputs: VarInputs, *, threads: int | None = None) -> VarResult:
-    """VaR and ES of `inputs` by its method; `threads` only splits Monte Carlo work (default 2)."""
+def value_at_risk(
+    inputs: VarInputs, *, threads: int | None = None, progress: Callable[[float], None] | None = None
+) -> VarResult:
+    """VaR and ES of `inputs` by its method; `threads` only splits Monte Carlo work (default 2).
+    Monte Carlo calls `progress` with the fraction of paths done after each block of paths, from
+    whichever thread drew it; an exception it raises stops the run."""
     if inputs.method in ("historical", "parametric"):
         closed = historical_var if inputs.method == "historical" else parametric_var
         return closed(
@@ -267,6 +271,7 @@ def value_at_risk(inputs: VarInputs, *, threads: int | None = None) -> VarResult
             seed=inputs.seed,
             chunk_paths=inputs.chunk_paths,
             threads=threads,
+            progress=progress,
         )
     raise VarInputError("BAD_METHOD", f"method must be one of {', '.join(VAR_METHODS)}, not {inputs.method!r}.")
 
@@ -329,6 +334,7 @@ def monte_carlo_var(
     seed: int = 0,
     chunk_paths: int | None = None,
     threads: int | None = None,
+    progress: Callable[[float], None] | None = None,
 ) -> VarResult:
     """Correlated normal N-day log-returns, revalued in full; seedable, chunked, on `threads` threads.
 
@@ -336,14 +342,7 @@ def monte_carlo_var(
     rounding (see the module docstring).
     """
     weights, daily = _lookback_rows(exposures, returns, confidence, horizon_days, lookback_days)
-    if not _is_whole(paths) or not MIN_PATHS <= paths <= MAX_PATHS:
-        raise VarInputError(
-            "BAD_PATHS", f"paths must be a whole number in [{MIN_PATHS:,}, {MAX_PATHS:,}], not {paths}."
-        )
-    if chunk_paths is not None and (not _is_whole(chunk_paths) or chunk_paths < 1):
-        raise VarInputError("BAD_PATHS", f"chunk_paths must be a positive whole number, not {chunk_paths}.")
-    if not _is_whole(seed) or seed < 0:
-        raise VarInputError("BAD_SEED", f"seed must be a non-negative whole number, not {seed!r}.")
+    _check_simulation(paths, chunk_paths, seed)
     factor = _covariance_factor(horizon_days * np.cov(daily, rowvar=False, ddof=1).reshape(daily.shape[1], -1))
     mean = horizon_days * daily.mean(axis=0)
     pnl = _simulate_pnl(
@@ -354,8 +353,18 @@ def monte_carlo_var(
         seed=int(seed),
         chunk_paths=chunk_paths,
         threads=threads if threads is not None else min(MONTE_CARLO_THREADS, os.cpu_count() or 1),
+        progress=progress,
     )
     return _result_from_scenarios("monte_carlo", confidence, horizon_days, pnl)
+
+
+def var_inputs_check(inputs: VarInputs) -> None:
+    """Raise the `VarInputError` that running `inputs` would raise, without running it."""
+    if inputs.method not in VAR_METHODS:
+        raise VarInputError("BAD_METHOD", f"method must be one of {', '.join(VAR_METHODS)}, not {inputs.method!r}.")
+    _lookback_rows(inputs.exposures, inputs.returns, inputs.confidence, inputs.horizon_days, inputs.lookback_days)
+    if inputs.method == "monte_carlo":
+        _check_simulation(inputs.paths, inputs.chunk_paths, inputs.seed)
 
 
 def kupiec_pof(*, breaches: int, observations: int, confidence: float, significance: float = 0.05) -> KupiecResult:
@@ -515,6 +524,17 @@ def _validated(
     return weights, daily
 
 
+def _check_simulation(paths: int, chunk_paths: int | None, seed: int) -> None:
+    if not _is_whole(paths) or not MIN_PATHS <= paths <= MAX_PATHS:
+        raise VarInputError(
+            "BAD_PATHS", f"paths must be a whole number in [{MIN_PATHS:,}, {MAX_PATHS:,}], not {paths}."
+        )
+    if chunk_paths is not None and (not _is_whole(chunk_paths) or chunk_paths < 1):
+        raise VarInputError("BAD_PATHS", f"chunk_paths must be a positive whole number, not {chunk_paths}.")
+    if not _is_whole(seed) or seed < 0:
+        raise VarInputError("BAD_SEED", f"seed must be a non-negative whole number, not {seed!r}.")
+
+
 def _lookback_rows(
     exposures: ArrayLike, returns: ArrayLike, confidence: float, horizon_days: int, lookback_days: int | None
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -608,6 +628,7 @@ def _simulate_pnl(
     seed: int,
     chunk_paths: int | None,
     threads: int,
+    progress: Callable[[float], None] | None = None,
 ) -> NDArray[np.float64]:
     """The P&L of every path, drawn block by block (module docstring) on `threads` threads."""
     factors, instruments = factor_t.shape
@@ -615,8 +636,10 @@ def _simulate_pnl(
         chunk_paths = max(256, CHUNK_BYTES // (4 * max(factors, instruments, 1)))
     chunk_paths = min(chunk_paths, STREAM_BLOCK_PATHS)
     pnl = np.empty(paths)
-    blocks = iter(range(-(-paths // STREAM_BLOCK_PATHS)))
+    block_count = -(-paths // STREAM_BLOCK_PATHS)
+    blocks = iter(range(block_count))
     take_lock = threading.Lock()
+    done_blocks = [0]
 
     def next_blocks() -> Iterator[int]:
         while True:
@@ -641,6 +664,11 @@ def _simulate_pnl(
                 np.expm1(horizon[:rows], out=horizon[:rows])
                 np.matmul(horizon[:rows], weights, out=chunk_pnl[:rows])
                 pnl[start : start + rows] = chunk_pnl[:rows]
+            if progress is not None:
+                with take_lock:
+                    done_blocks[0] += 1
+                    fraction = done_blocks[0] / block_count
+                progress(fraction)
 
     if threads <= 1:
         worker()

@@ -184,6 +184,14 @@ STORAGES = {
         "BACKEND": env.str("STATICFILES_STORAGE", default="django.contrib.staticfiles.storage.StaticFilesStorage")
     },
 }
+#: Job results (reports, exports) live under MEDIA_ROOT/jobs/<job id>/, served only through the
+#: permission-checked download view, never as static files.
+MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "media")
+#: A job's file is kept this long, then housekeeping deletes it (its figures stay).
+JOB_FILE_TTL_HOURS = env.int("JOB_FILE_TTL_HOURS", default=7 * 24)
+#: A download link is valid this long after it was handed out.
+JOB_LINK_TTL_SECONDS = env.int("JOB_LINK_TTL_SECONDS", default=3600)
+
 # WhiteNoise serves from the finders when no collectstatic ran (embedded mode).
 WHITENOISE_USE_FINDERS = True
 

@@ -1,9 +1,14 @@
-"""Serializers of identity & access endpoints: me, system info, API keys."""
+"""Serializers of identity & access endpoints (me, system info, API keys) and of jobs."""
 
+from urllib.parse import urlencode
+
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from portal.choices import ApiKeyScope
-from portal.models import ApiKey
+from portal.choices import ApiKeyScope, JobStatus
+from portal.jobs import job_download_token
+from portal.models import ApiKey, Job
 
 
 class ApiKeyRefSerializer(serializers.Serializer):
@@ -105,3 +110,44 @@ class SystemInfoSerializer(serializers.Serializer):
     server_time = serializers.DateTimeField()
     api_version = serializers.CharField()
     components = ComponentHealthSerializer(many=True, required=False)
+
+
+class JobSerializer(serializers.ModelSerializer):
+    """A background job as its owner sees it, on the API and on the `jobs` stream. `download_url`
+    (a signed link valid JOB_LINK_TTL_SECONDS) appears only for the owner, once the file exists."""
+
+    owner = serializers.CharField(source="owner.username", read_only=True)
+    download_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Job
+        fields = [
+            "id",
+            "kind",
+            "status",
+            "progress",
+            "message",
+            "owner",
+            "account",
+            "params",
+            "attempts",
+            "error",
+            "result",
+            "result_size",
+            "result_expires_at",
+            "download_url",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_download_url(self, job: Job) -> str | None:
+        request = self.context.get("request")
+        if request is None or request.user.pk != job.owner_id or not job.file_available:
+            return None
+        if job.status != JobStatus.SUCCEEDED:
+            return None
+        path = reverse("v1:job-download", kwargs={"pk": job.pk})
+        return request.build_absolute_uri(f"{path}?{urlencode({'token': job_download_token(job)})}")

@@ -6,7 +6,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 from rest_framework.routers import SimpleRouter
 
-from portal.api.v1.views import ApiKeyViewSet, MeView, SystemInfoView
+from portal.api.v1.views import ApiKeyViewSet, JobViewSet, MeView, SystemInfoView
 
 # The documentation UIs style themselves inline and ReDoc runs a blob: worker.
 _docs_csp = csp_update({"style-src": [UNSAFE_INLINE], "worker-src": [SELF, "blob:"], "img-src": ["data:", "blob:"]})
@@ -14,6 +14,7 @@ _public: dict[str, list] = {"permission_classes": [], "authentication_classes": 
 
 router = SimpleRouter(trailing_slash=False)
 router.register("api-keys", ApiKeyViewSet, basename="api-key")
+router.register("jobs", JobViewSet, basename="job")
 
 urlpatterns = [
     path("me", MeView.as_view(), name="me"),

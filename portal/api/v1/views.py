@@ -1,28 +1,35 @@
-"""Identity & access endpoints: who am I, system info, API keys."""
+"""Identity & access endpoints (who am I, system info, API keys) and jobs (status, cancel, download)."""
 
+import mimetypes
+from pathlib import Path
 from typing import cast
 
 from django.conf import settings
+from django.http import FileResponse
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status
+from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from portal.api.docs import PROBLEM_RESPONSES, problem
+from portal.api.pagination import CreatedCursorPagination
 from portal.api.permissions import IsAuthenticatedWithScope, IsOwnerOrOperator
 from portal.api.v1.serializers import (
     ApiKeyCreatedSerializer,
     ApiKeyCreateSerializer,
     ApiKeySerializer,
+    JobSerializer,
     MeSerializer,
     SystemInfoSerializer,
     me_representation,
 )
 from portal.api.views import ApiView, ApiViewSet
 from portal.api_keys import api_key_create, api_key_get, api_key_list, api_key_revoke
-from portal.choices import Role
+from portal.choices import JobKind, JobStatus, Role
 from portal.health import PROCESS_STARTED_AT, health_report, system_versions, uptime_seconds
-from portal.models import ApiKey, User
+from portal.jobs import job_cancel, job_file_for_download, job_get_visible, jobs_visible_to
+from portal.models import ApiKey, Job, User
 
 
 class MeView(ApiView):
@@ -109,3 +116,69 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet
     def destroy(self, request, pk=None):
         api_key_revoke(api_key=self.get_object(), actor=request.auth or request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="Your jobs, newest first (operators: everyone's)",
+        parameters=[
+            OpenApiParameter("kind", str, enum=[k.value for k in JobKind]),
+            OpenApiParameter("status", str, enum=[s.value for s in JobStatus]),
+        ],
+        responses={200: JobSerializer(many=True), **PROBLEM_RESPONSES},
+    ),
+    retrieve=extend_schema(
+        summary="One job: status, progress, result and, once its file exists, a signed download link",
+        responses={200: JobSerializer, **PROBLEM_RESPONSES},
+    ),
+)
+class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
+    """Background jobs (VaR runs, reports, exports). Each is started by its own endpoint
+    (`risk/var`, `reports`, `exports`), answered 202 with the job; follow it here or on the
+    `jobs` WebSocket stream."""
+
+    serializer_class = JobSerializer
+    queryset = Job.objects.none()
+    pagination_class = CreatedCursorPagination
+    lookup_value_regex = r"[0-9a-fA-F-]{32,36}"
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return self.queryset
+        jobs = jobs_visible_to(cast(User, self.request.user))
+        for name in ("kind", "status"):
+            value = self.request.query_params.get(name)
+            if value:
+                jobs = jobs.filter(**{name: value})
+        return jobs
+
+    def get_object(self):
+        return job_get_visible(user=cast(User, self.request.user), job_id=self.kwargs["pk"])
+
+    @extend_schema(
+        summary="Cancel a job that has not finished (a running one stops at its next progress report)",
+        request=None,
+        responses={200: JobSerializer, **PROBLEM_RESPONSES, 409: problem("The job has finished", "job_finished", 409)},
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        job = job_cancel(user=cast(User, request.user), job_id=pk)
+        return Response(JobSerializer(job, context={"request": request}).data)
+
+    @extend_schema(
+        summary="The job's file, with the signed token of its download link",
+        parameters=[OpenApiParameter("token", str, required=True)],
+        responses={
+            (200, "application/octet-stream"): OpenApiResponse(description="The file"),
+            **PROBLEM_RESPONSES,
+            410: problem("The link or the file has expired", "link_expired", 410),
+        },
+    )
+    @action(detail=True, methods=["get"])
+    def download(self, request, pk=None):
+        job = job_file_for_download(
+            user=cast(User, request.user), job_id=pk, token=request.query_params.get("token", "")
+        )
+        path = Path(settings.MEDIA_ROOT) / job.result_file
+        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        return FileResponse(path.open("rb"), as_attachment=True, filename=path.name, content_type=content_type)

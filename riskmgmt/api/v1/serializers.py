@@ -1,9 +1,11 @@
-"""Serializers of the operators' risk API: limits and kill switches."""
+"""Serializers of the risk API: limits and kill switches (operators), VaR runs (traders)."""
 
 from rest_framework import serializers
 
+from portal.api.v1.serializers import JobSerializer
 from portal.decimals import AMOUNT_DIGITS, AMOUNT_PLACES
-from riskmgmt.models import KillSwitch, RiskLimit
+from riskmgmt.models import KillSwitch, RiskLimit, VarRun
+from riskmgmt.var import VAR_METHODS
 
 
 def _amount(**kwargs):
@@ -79,3 +81,53 @@ class KillSwitchEngageSerializer(serializers.Serializer):
 
 class KillSwitchReleaseSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=255)
+
+
+class VarRunRequestSerializer(serializers.Serializer):
+    """A VaR run of one of your accounts. The ranges are the maths' own (`riskmgmt.var`): a
+    request outside them is a 400 problem with a stable code (BAD_CONFIDENCE, BAD_HORIZON,
+    BAD_LOOKBACK, LOOKBACK_SHORTER_THAN_HORIZON, BAD_PATHS, BAD_SEED, NO_POSITIONS, NO_HISTORY)."""
+
+    account = serializers.IntegerField()
+    method = serializers.ChoiceField(choices=list(VAR_METHODS), default="historical")
+    confidence = serializers.FloatField(default=0.99, help_text="Strictly between 0 and 1, e.g. 0.95 or 0.99.")
+    horizon_days = serializers.IntegerField(default=1)
+    lookback_days = serializers.IntegerField(default=250, help_text="Daily returns used, at least 20.")
+    paths = serializers.IntegerField(required=False, allow_null=True, help_text="Monte Carlo only; default 100,000.")
+    seed = serializers.IntegerField(required=False, allow_null=True, help_text="Monte Carlo only; default random.")
+
+
+class VarRunSerializer(serializers.ModelSerializer):
+    account = serializers.IntegerField(source="account_id", read_only=True)
+    confidence = serializers.FloatField(read_only=True)
+    job = JobSerializer(read_only=True)
+
+    class Meta:
+        model = VarRun
+        fields = [
+            "id",
+            "account",
+            "method",
+            "confidence",
+            "horizon_days",
+            "lookback_days",
+            "paths",
+            "seed",
+            "currency",
+            "positions",
+            "window_start",
+            "window_end",
+            "returns_digest",
+            "numpy_version",
+            "var",
+            "es",
+            "pnl_mean",
+            "pnl_std",
+            "scenarios",
+            "histogram",
+            "backtest",
+            "created_at",
+            "finished_at",
+            "job",
+        ]
+        read_only_fields = fields

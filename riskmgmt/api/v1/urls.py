@@ -7,5 +7,6 @@ from riskmgmt.api.v1 import views
 router = SimpleRouter(trailing_slash=False)
 router.register("risk-limits", views.RiskLimitViewSet, basename="risk-limit")
 router.register("kill-switches", views.KillSwitchViewSet, basename="kill-switch")
+router.register("risk/var", views.VarRunViewSet, basename="var-run")
 
 urlpatterns = router.urls

@@ -1,27 +1,35 @@
-"""Operators' risk endpoints: risk limits per scope and kill switches (engage / release)."""
+"""Risk endpoints: risk limits per scope and kill switches (operators); VaR runs (traders)."""
 
 from __future__ import annotations
 
+from typing import cast
+
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from django.urls import reverse
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from marketdata.selectors import instrument_get
 from portal.api.docs import PROBLEM_RESPONSES, problem
+from portal.api.pagination import CreatedCursorPagination
 from portal.api.views import ApiViewSet
 from portal.choices import Role
+from portal.models import User
 from riskmgmt.api.v1.serializers import (
     KillSwitchEngageSerializer,
     KillSwitchReleaseSerializer,
     KillSwitchSerializer,
     RiskLimitSerializer,
     RiskLimitWriteSerializer,
+    VarRunRequestSerializer,
+    VarRunSerializer,
 )
 from riskmgmt.checks import LIMIT_FIELDS
-from riskmgmt.models import KillSwitch, RiskLimit
+from riskmgmt.models import KillSwitch, RiskLimit, VarRun
 from riskmgmt.services import kill_switch_engage, kill_switch_release, risk_limit_delete, risk_limit_set
+from riskmgmt.var_runs import var_run_submit, var_runs_visible_to
 from trading.models import TradingAccount
 
 
@@ -126,3 +134,53 @@ class KillSwitchViewSet(OperatorOnly, mixins.ListModelMixin, mixins.RetrieveMode
             switch=self.get_object(), reason=payload.validated_data["reason"], actor=request.auth or request.user
         )
         return Response(KillSwitchSerializer(switch).data)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="VaR runs of your accounts, newest first",
+        parameters=[OpenApiParameter("account", int)],
+        responses={200: VarRunSerializer(many=True), **PROBLEM_RESPONSES},
+    ),
+    retrieve=extend_schema(summary="One VaR run", responses={200: VarRunSerializer, **PROBLEM_RESPONSES}),
+)
+class VarRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
+    """Value at Risk and Expected Shortfall of an account (historical, parametric, Monte Carlo),
+    computed by a job: POST answers 202 with the run and its job; follow the job at
+    `jobs/{id}` or on the `jobs` WebSocket stream; the figures appear here when it succeeds."""
+
+    serializer_class = VarRunSerializer
+    pagination_class = CreatedCursorPagination
+    lookup_value_regex = r"\d+"
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return VarRun.objects.none()
+        runs = var_runs_visible_to(cast(User, self.request.user))
+        account = self.request.query_params.get("account")
+        if account and account.isdigit():
+            runs = runs.filter(account_id=int(account))
+        return runs
+
+    @extend_schema(
+        summary="Start a VaR run (a job): 202 with the run and its job",
+        request=VarRunRequestSerializer,
+        responses={202: VarRunSerializer, **PROBLEM_RESPONSES},
+    )
+    def create(self, request):
+        payload = VarRunRequestSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        var_run = var_run_submit(
+            user=cast(User, request.user),
+            account_id=data["account"],
+            method=data["method"],
+            confidence=data["confidence"],
+            horizon_days=data["horizon_days"],
+            lookback_days=data["lookback_days"],
+            paths=data.get("paths"),
+            seed=data.get("seed"),
+        )
+        body = VarRunSerializer(var_run, context={"request": request}).data
+        location = reverse("v1:job-detail", kwargs={"pk": var_run.job_id})
+        return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": location})
