@@ -18,8 +18,14 @@ CELERY_TASK_SOFT_TIME_LIMIT = 30 * 60
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 #: A task not acknowledged within this is delivered again: longer than the longest hard time
 #: limit and than any countdown or retry delay, the same for the broker and the result backend.
-CELERY_VISIBILITY_TIMEOUT = 2 * 3600
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
+CELERY_VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT", default=2 * 3600)
+#: The tasks of a dead worker are looked for every 10 s (kombu scans only every 10th time by
+#: default: one came back 100 s after its visibility timeout).
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
+    "unacked_restore_interval": 10,
+    "unacked_restore_throttle": 1,
+}
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
 #: Queues by kind of work, so a long report never delays a VaR run: compose runs a worker per
 #: group (`risk`; `reports,exports`; `default`), `make worker` one for all.

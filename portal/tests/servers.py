@@ -1,5 +1,6 @@
 """A real daphne serving `portal.asgi` for end-to-end and browser tests (HTTP and /ws/v1/), run
-as the portal runs it (`python -m portal.asgi_server`)."""
+as the portal runs it (`python -m portal.asgi_server`); and a real Celery worker on the test
+database and this Redis."""
 
 from __future__ import annotations
 
@@ -30,17 +31,22 @@ def daphne_serving(log_dir: Path, extra_args: tuple[str, ...] = ()) -> Iterator[
     in memory, and an in-memory channel layer does not cross processes."""
     if connection.vendor != "postgresql" or not settings.REDIS_URL:
         pytest.skip("needs PostgreSQL and Redis (DATABASE_URL, REDIS_URL); CI runs on them")
+    with asgi_serving(ASGI_APP, log_dir / "daphne.log", full_stack_env(), extra_args) as port:
+        yield port
+
+
+def full_stack_env() -> dict[str, str]:
+    """The environment of a process of the full stack on the test database and this Redis."""
     db = connection.settings_dict
-    env = {
+    return {
         "DJANGO_SETTINGS_MODULE": "portal.settings",
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
         "REDIS_URL": settings.REDIS_URL,
         "DB_CONN_MAX_AGE": "0",
         "EMBEDDED_BACKGROUND": "0",
         "SIMULATOR_ENABLED": "0",
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
     }
-    with asgi_serving(ASGI_APP, log_dir / "daphne.log", env, extra_args) as port:
-        yield port
 
 
 @contextlib.contextmanager
@@ -81,3 +87,48 @@ def asgi_serving(app: str, log: Path, env: dict[str, str], extra_args: tuple[str
             proc.kill()
             proc.wait(timeout=5)
         listener.close()
+
+
+class CeleryWorker:
+    """`celery -A portal worker` on the test database and this Redis, in a process group of its
+    own: `start()` waits until it is ready, `kill()` kills it at once (the whole group, as a
+    machine that lost power), `stop()` asks it to stop (SIGTERM), both by its PID."""
+
+    def __init__(self, log: Path, *, queues: str, env: dict[str, str] | None = None) -> None:
+        if connection.vendor != "postgresql" or not settings.REDIS_URL:
+            pytest.skip("needs PostgreSQL and Redis (DATABASE_URL, REDIS_URL); CI runs on them")
+        self.log, self.queues, self.env = log, queues, env or {}
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> CeleryWorker:
+        with self.log.open("ab") as output:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "portal", "worker", "-Q", self.queues, "-c", "1"]
+                + ["--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"test-{os.getpid()}@%h"]
+                + ["--loglevel", "INFO"],
+                env={**os.environ, **full_stack_env(), **self.env},
+                start_new_session=True,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 60
+        while b"ready." not in self.log.read_bytes():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the worker did not start: {self.log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        return self
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=5)

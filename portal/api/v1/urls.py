@@ -26,4 +26,5 @@ urlpatterns = [
     path("", include("trading.api.v1.urls")),
     path("", include("marketdata.api.v1.urls")),
     path("", include("riskmgmt.api.v1.urls")),
+    path("", include("reports.api.v1.urls")),
 ]
