@@ -42,8 +42,8 @@ migrate: $(STAMP)
 demo-users: $(STAMP)
 	$(BIN)/python manage.py demo_users
 
-worker: $(STAMP) ## Full stack: a Celery worker (needs REDIS_URL)
-	$(BIN)/celery -A portal worker --loglevel=INFO
+worker: $(STAMP) ## Full stack: one Celery worker for every queue (needs REDIS_URL; compose runs one per queue group)
+	OPENBLAS_NUM_THREADS=1 $(BIN)/celery -A portal worker -Q risk,reports,exports,default --loglevel=INFO
 
 beat: $(STAMP) ## Full stack: Celery beat with the database scheduler (needs REDIS_URL)
 	$(BIN)/celery -A portal beat --loglevel=INFO

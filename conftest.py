@@ -62,6 +62,52 @@ def jobs_inline(settings, django_capture_on_commit_callbacks):
         app.conf.task_always_eager = eager
 
 
+class ReceivedMail(list):
+    """The messages an SMTP server received (`email.message.EmailMessage`), with their envelopes."""
+
+    def wait_for(self, count: int, timeout: float = 10) -> ReceivedMail:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while len(self) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self
+
+
+@pytest.fixture
+def smtp_server(settings):
+    """A real SMTP server (aiosmtpd) on 127.0.0.1; Django's SMTP backend sends to it. Yields the
+    received messages."""
+    import email
+    import email.policy
+    import socket
+
+    from aiosmtpd.controller import Controller
+
+    received = ReceivedMail()
+
+    class Collect:
+        async def handle_DATA(self, server, session, envelope):
+            message = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
+            message.envelope_recipients = list(envelope.rcpt_tos)
+            received.append(message)
+            return "250 OK"
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(Collect(), hostname="127.0.0.1", port=port)
+    controller.start()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
+    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+    try:
+        yield received
+    finally:
+        controller.stop()
+
+
 @pytest.fixture(autouse=True)
 def _clean_cache():
     """Rate-limit counters, lock-outs and heartbeats must not leak between tests."""

@@ -13,6 +13,11 @@ BEAT_SCHEDULE = {
         "schedule": crontab(minute=17),
         "options": {"expires": 3000},
     },
+    "jobs-housekeeping": {
+        "task": "portal.jobs_housekeeping",
+        "schedule": crontab(minute="*/15"),
+        "options": {"expires": 600},
+    },
     "trading-reconcile": {
         "task": "trading.reconcile",
         "schedule": crontab(minute=29),

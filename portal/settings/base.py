@@ -203,6 +203,8 @@ EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Tradeport <noreply@tradeport.local>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+#: Addresses alerted with the operators (reconcile breaks), comma-separated.
+OPERATOR_ALERT_EMAILS = env.list("OPERATOR_ALERT_EMAILS", default=[])
 
 #: Embedded mode runs the beat schedule (and later the simulator) inside the ASGI process.
 EMBEDDED_BACKGROUND = env.bool("EMBEDDED_BACKGROUND", default=True)

@@ -9,6 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from portal import tasks
+from portal.beat_schedule import BEAT_SCHEDULE
 from portal.embedded import _due_entries
 from portal.jobs import enqueue
 
@@ -34,7 +35,7 @@ def test_enqueued_job_runs_in_process_only_after_commit(settings):
 
 def test_schedule_entries_fall_due_after_their_interval():
     now = timezone.now()
-    fresh = {"heartbeat": now, "idempotency-purge": now, "api-keys-purge": now, "trading-reconcile": now}
+    fresh = dict.fromkeys(BEAT_SCHEDULE, now)
     assert _due_entries(fresh) == []
     stale = {**fresh, "heartbeat": now - timedelta(seconds=31)}
     assert _due_entries(stale) == ["heartbeat"]

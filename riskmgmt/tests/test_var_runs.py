@@ -214,3 +214,19 @@ def test_history_that_changed_after_the_request_fails_the_job_with_the_reason(ho
     job = Job.objects.get(pk=run.job_id)
     assert job.status == JobStatus.FAILED and "history" in job.error
     assert VarRun.objects.get(pk=run_id).var is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_in_embedded_mode_the_run_is_computed_off_the_request_thread(holder, key_client, settings):
+    import time
+
+    settings.CELERY_EMBEDDED = True
+    alice, _ = holder
+    client = client_of(key_client, alice)
+    response = post_var(client, alice, method="monte_carlo", paths=2_000_000)
+    assert response.status_code == 202 and response.json()["job"]["status"] == "queued"
+    job_url = response["Location"]
+    deadline = time.monotonic() + 60
+    while (job := client.get(job_url).json())["status"] in ("queued", "running") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert job["status"] == "succeeded" and job["result"]["var"]

@@ -51,3 +51,20 @@ def test_the_scheduled_reconcile_reports_breaks_in_the_audit_log(funded_account)
     assert summary["ok"] is False and summary["breaks"] >= 1
     event = AuditEvent.objects.get(action="reconcile.break")
     assert any("balance_equals_ledger" in line for line in event.after["first_breaks"])
+
+
+def test_a_break_found_on_schedule_is_emailed_to_the_operators(funded_account, make_user, smtp_server, settings):
+    from portal.choices import Role
+    from trading.tasks import reconcile
+
+    settings.OPERATOR_ALERT_EMAILS = ["oncall@example.com"]
+    make_user("olga", role=Role.OPERATOR).__class__.objects.filter(username="olga").update(email="olga@example.com")
+    make_user("tom", role=Role.TRADER).__class__.objects.filter(username="tom").update(email="tom@example.com")
+    account = funded_account("alice", USDT="100")
+    reconcile.apply()
+    assert smtp_server.wait_for(1, timeout=0.5) == []
+    Balance.objects.filter(account=account).update(locked=D("1"))
+    reconcile.apply()
+    (message,) = smtp_server.wait_for(1)
+    assert sorted(message.envelope_recipients) == ["olga@example.com", "oncall@example.com"]
+    assert "reconcile found" in message["Subject"] and "balance_equals_ledger" in message.get_content()
