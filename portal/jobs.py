@@ -137,12 +137,19 @@ def job_submit(*, kind: str, owner: User, params: dict[str, Any], account=None) 
     """Write the job's row and enqueue its task after commit. `params` must be validated already
     (each kind's service does it, so a bad request is a 400 before anything is queued)."""
     with transaction.atomic():
+        job = job_create(kind=kind, owner=owner, params=params, account=account)
+        enqueue(_job_task(kind), job_id=str(job.pk))
+    return job
+
+
+def job_create(*, kind: str, owner: User, params: dict[str, Any], account=None) -> Job:
+    """The job's row alone, for a task that runs the job itself (a scheduled report's run)."""
+    with transaction.atomic():
         job = Job.objects.create(
             kind=kind, owner=owner, account=account, params=params, request_id=audit_context_get().request_id[:128]
         )
         _changed(job)
         audit_record(action="job.submit", target=job, after={"kind": kind, "params": params})
-        enqueue(_job_task(kind), job_id=str(job.pk))
     return job
 
 

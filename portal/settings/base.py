@@ -203,6 +203,11 @@ EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Tradeport <noreply@tradeport.local>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+#: The portal's address as users reach it, for links in emails.
+PORTAL_URL = env.str("PORTAL_URL", default="http://127.0.0.1:8000")
+#: A scheduled report's file is attached to its email up to this size; above it, the email links
+#: to the portal's reports page instead.
+REPORT_EMAIL_MAX_ATTACHMENT_BYTES = env.int("REPORT_EMAIL_MAX_ATTACHMENT_BYTES", default=10 * 1024 * 1024)
 #: Addresses alerted with the operators (reconcile breaks), comma-separated.
 OPERATOR_ALERT_EMAILS = env.list("OPERATOR_ALERT_EMAILS", default=[])
 

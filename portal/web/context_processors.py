@@ -7,9 +7,11 @@ from portal.choices import Role
 #: (label, url name, weakest role that sees it)
 NAVIGATION = [
     ("Home", "portal:home", Role.VIEWER),
+    ("Dashboard", "portal:dashboard", Role.VIEWER),
     ("Markets", "portal:markets", Role.VIEWER),
     ("Trade", "portal:trade", Role.VIEWER),
     ("Orders", "portal:orders", Role.VIEWER),
+    ("Risk", "portal:risk", Role.VIEWER),
     ("API keys", "portal:api-keys", Role.VIEWER),
     ("System", "portal:system", Role.OPERATOR),
 ]

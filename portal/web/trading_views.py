@@ -29,13 +29,13 @@ SESSION_ACCOUNT = "trading_account_id"
 HISTORY_PAGE_SIZE = 100
 
 
-def _own_accounts(user):
+def own_accounts(user):
     return TradingAccount.objects.filter(owner=user).order_by("id")
 
 
-def _current_account(request) -> TradingAccount | None:
+def current_account(request) -> TradingAccount | None:
     """The account the portal works on: `?account=` switches it (remembered in the session)."""
-    accounts = _own_accounts(request.user)
+    accounts = own_accounts(request.user)
     wanted = request.GET.get("account") or request.session.get(SESSION_ACCOUNT)
     account = accounts.filter(pk=wanted).first() if str(wanted or "").isdigit() else None
     account = account or accounts.filter(is_active=True).first() or accounts.first()
@@ -89,7 +89,7 @@ def _place_from_ticket(request, form: OrderTicketForm, account: TradingAccount, 
 @require_http_methods(["GET", "POST"])
 def trade(request):
     instrument = _current_instrument(request)
-    account = _current_account(request)
+    account = current_account(request)
     can_trade = request.user.has_role_at_least(Role.TRADER) and account is not None
     form = OrderTicketForm(request.POST if request.method == "POST" else None, instrument=instrument)
     status = 200
@@ -114,7 +114,7 @@ def trade(request):
         "instrument": instrument,
         "instruments": Instrument.objects.order_by("symbol"),
         "account": account,
-        "accounts": _own_accounts(request.user),
+        "accounts": own_accounts(request.user),
         "form": form,
         "can_trade": can_trade,
         "ladder": selectors.depth_ladder(selectors.book_depth(instrument=instrument, levels=10)),
@@ -205,7 +205,7 @@ class _Echo:
 
 @login_required
 def order_history(request):
-    account = _current_account(request)
+    account = current_account(request)
     form = OrderHistoryFilterForm(request.GET or None)
     if account is None:
         return render(request, "portal/orders.html", {"form": form, "account": None, "accounts": []})
@@ -232,7 +232,7 @@ def order_history(request):
             "form": form if request.GET else OrderHistoryFilterForm(),
             "orders": queryset[:HISTORY_PAGE_SIZE],
             "account": account,
-            "accounts": _own_accounts(request.user),
+            "accounts": own_accounts(request.user),
             "csv_query": query.urlencode(),
             "page_size": HISTORY_PAGE_SIZE,
         },

@@ -1,11 +1,12 @@
 from django.urls import path
 
-from portal.web import market_views, trading_views, views
+from portal.web import dashboard_views, market_views, risk_views, trading_views, views
 
 app_name = "portal"
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("dashboard/", dashboard_views.dashboard, name="dashboard"),
     path("login/", views.login_view, name="login"),
     path("logout/", views.logout_view, name="logout"),
     path("profile/", views.profile, name="profile"),
@@ -16,4 +17,5 @@ urlpatterns = [
     path("trade/", trading_views.trade, name="trade"),
     path("trade/orders/<int:order_id>/cancel/", trading_views.order_cancel_view, name="order-cancel"),
     path("orders/", trading_views.order_history, name="orders"),
+    path("risk/", risk_views.risk, name="risk"),
 ]

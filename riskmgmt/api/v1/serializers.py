@@ -4,6 +4,7 @@ from rest_framework import serializers
 
 from portal.api.v1.serializers import JobSerializer
 from portal.decimals import AMOUNT_DIGITS, AMOUNT_PLACES
+from riskmgmt.checks import LIMIT_FIELDS
 from riskmgmt.models import KillSwitch, RiskLimit, VarRun
 from riskmgmt.var import VAR_METHODS
 
@@ -97,6 +98,15 @@ class VarRunRequestSerializer(serializers.Serializer):
     seed = serializers.IntegerField(required=False, allow_null=True, help_text="Monte Carlo only; default random.")
 
 
+class VarRunSummarySerializer(serializers.ModelSerializer):
+    confidence = serializers.FloatField(read_only=True)
+
+    class Meta:
+        model = VarRun
+        fields = ["id", "method", "confidence", "horizon_days", "var", "es", "currency", "created_at"]
+        read_only_fields = fields
+
+
 class VarRunSerializer(serializers.ModelSerializer):
     account = serializers.IntegerField(source="account_id", read_only=True)
     confidence = serializers.FloatField(read_only=True)
@@ -131,3 +141,38 @@ class VarRunSerializer(serializers.ModelSerializer):
             "job",
         ]
         read_only_fields = fields
+
+
+class ExposureSerializer(serializers.Serializer):
+    symbol = serializers.CharField()
+    quantity = serializers.DecimalField(max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES)
+    price = serializers.DecimalField(max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES)
+    exposure = serializers.DecimalField(max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES)
+    share = serializers.DecimalField(max_digits=6, decimal_places=4, help_text="Of the gross exposure, 0–1.")
+
+
+class LimitUsageSerializer(serializers.Serializer):
+    limit = serializers.ChoiceField(choices=list(LIMIT_FIELDS))
+    scope = serializers.CharField(help_text='"account", or the symbol the limit applies to.')
+    value = serializers.DecimalField(max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES)
+    used = serializers.DecimalField(max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES, allow_null=True)
+    usage = serializers.DecimalField(max_digits=12, decimal_places=4, allow_null=True, help_text="used / value.")
+
+
+class RiskAssessmentSerializer(serializers.Serializer):
+    """riskmgmt.assessment documents the score's formula."""
+
+    account = serializers.IntegerField(source="account_id")
+    currency = serializers.CharField()
+    equity = serializers.DecimalField(max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES)
+    gross_exposure = serializers.DecimalField(max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES)
+    net_exposure = serializers.DecimalField(max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES)
+    leverage = serializers.DecimalField(max_digits=12, decimal_places=4, allow_null=True)
+    concentration = serializers.DecimalField(max_digits=6, decimal_places=4)
+    exposures = ExposureSerializer(many=True)
+    limits = LimitUsageSerializer(many=True)
+    kill_switch_engaged = serializers.BooleanField()
+    last_var = VarRunSummarySerializer(allow_null=True)
+    score = serializers.IntegerField(min_value=0, max_value=100)
+    level = serializers.ChoiceField(choices=["low", "medium", "high"])
+    warnings = serializers.ListField(child=serializers.CharField())

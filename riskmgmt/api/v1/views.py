@@ -9,27 +9,32 @@ from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from marketdata.selectors import instrument_get
 from portal.api.docs import PROBLEM_RESPONSES, problem
 from portal.api.pagination import CreatedCursorPagination
-from portal.api.views import ApiViewSet
+from portal.api.views import ApiView, ApiViewSet
 from portal.choices import Role
 from portal.models import User
 from riskmgmt.api.v1.serializers import (
     KillSwitchEngageSerializer,
     KillSwitchReleaseSerializer,
     KillSwitchSerializer,
+    LimitUsageSerializer,
+    RiskAssessmentSerializer,
     RiskLimitSerializer,
     RiskLimitWriteSerializer,
     VarRunRequestSerializer,
     VarRunSerializer,
 )
+from riskmgmt.assessment import risk_assessment, risk_limits_of
 from riskmgmt.checks import LIMIT_FIELDS
 from riskmgmt.models import KillSwitch, RiskLimit, VarRun
 from riskmgmt.services import kill_switch_engage, kill_switch_release, risk_limit_delete, risk_limit_set
 from riskmgmt.var_runs import var_run_submit, var_runs_visible_to
+from trading.analytics import analytics_account
 from trading.models import TradingAccount
 
 
@@ -184,3 +189,33 @@ class VarRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet
         body = VarRunSerializer(var_run, context={"request": request}).data
         location = reverse("v1:job-detail", kwargs={"pk": var_run.job_id})
         return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": location})
+
+
+def _account_asked(request) -> TradingAccount:
+    """`?account=<id>` among the user's visible accounts, else their default account."""
+    wanted = request.query_params.get("account")
+    if wanted is not None and not wanted.isdigit():
+        raise ValidationError({"account": ["An account id is a number."]})
+    return analytics_account(user=cast(User, request.user), account_id=int(wanted) if wanted else None)
+
+
+class RiskAssessmentView(ApiView):
+    @extend_schema(
+        operation_id="risk_assessment_retrieve",
+        summary="An account's exposures, concentration, leverage, limits, last VaR, risk score and warnings",
+        parameters=[OpenApiParameter("account", int, description="Default: your first active account.")],
+        responses={200: RiskAssessmentSerializer, **PROBLEM_RESPONSES},
+    )
+    def get(self, request):
+        return Response(RiskAssessmentSerializer(risk_assessment(_account_asked(request))).data)
+
+
+class RiskLimitsOfAccountView(ApiView):
+    @extend_schema(
+        operation_id="risk_limits_of_account",
+        summary="The limits that apply to an account (tightest of venue, instrument, account) and how close each is",
+        parameters=[OpenApiParameter("account", int, description="Default: your first active account.")],
+        responses={200: LimitUsageSerializer(many=True), **PROBLEM_RESPONSES},
+    )
+    def get(self, request):
+        return Response(LimitUsageSerializer(risk_limits_of(_account_asked(request)), many=True).data)

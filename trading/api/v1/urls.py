@@ -1,8 +1,9 @@
 """Trading routes of /api/v1/ (included by portal/api/v1/urls.py)."""
 
+from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from trading.api.v1 import views
+from trading.api.v1 import analytics_views, views
 
 router = SimpleRouter(trailing_slash=False)
 router.register("accounts", views.TradingAccountViewSet, basename="account")
@@ -14,4 +15,8 @@ router.register("ledger", views.LedgerViewSet, basename="ledger")
 router.register("deposits", views.DepositViewSet, basename="deposit")
 router.register("withdrawals", views.WithdrawalViewSet, basename="withdrawal")
 
-urlpatterns = router.urls
+urlpatterns = [
+    path("analytics/portfolio-summary", analytics_views.PortfolioSummaryView.as_view(), name="portfolio-summary"),
+    path("analytics/trading-stats", analytics_views.TradingStatsView.as_view(), name="trading-stats"),
+    *router.urls,
+]
