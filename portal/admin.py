@@ -7,12 +7,13 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 
-from audit.admin_mixins import AuditedAdminMixin
+from audit.admin_mixins import AuditedAdminMixin, ReadOnlyAdmin
 from audit.services import audit_record
 from portal.api_keys import api_key_check_request, api_key_create, api_key_revoke
-from portal.choices import ApiKeyScope, Role
+from portal.choices import JOB_FINISHED, ApiKeyScope, Role
 from portal.errors import DomainError
-from portal.models import ApiKey, User
+from portal.jobs import job_cancel
+from portal.models import ApiKey, Job, User
 from portal.users import user_set_role
 
 
@@ -171,3 +172,23 @@ class ApiKeyAdmin(admin.ModelAdmin):
         for api_key in queryset:
             api_key_revoke(api_key=api_key, actor=request.user)
         self.message_user(request, f"{queryset.count()} key(s) revoked.", messages.SUCCESS)
+
+
+@admin.register(Job)
+class JobAdmin(ReadOnlyAdmin):
+    """Every background job: what it was asked, where it stands, why it failed. Operators may
+    cancel jobs that have not finished."""
+
+    list_display = ["id", "kind", "owner", "status", "progress", "attempts", "created_at", "finished_at"]
+    list_filter = ["kind", "status"]
+    search_fields = ["id", "owner__username", "request_id"]
+    list_select_related = ["owner"]
+    actions = ["cancel_selected"]
+
+    @admin.action(description="Cancel the selected jobs that have not finished")
+    def cancel_selected(self, request, queryset):
+        canceled = 0
+        for job in queryset.exclude(status__in=JOB_FINISHED):
+            job_cancel(user=request.user, job_id=str(job.pk))
+            canceled += 1
+        self.message_user(request, f"{canceled} job(s) canceled.")

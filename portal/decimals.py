@@ -62,3 +62,8 @@ def fits_storage(value: Decimal) -> bool:
 def amount_text(value: Decimal) -> str:
     """An amount as the API writes it: fixed-point, 8 decimals, never exponent notation."""
     return format(value.quantize(AMOUNT_UNIT), "f")
+
+
+def decimal_plain(value: Decimal) -> str:
+    """A Decimal as people write it: no exponent, no trailing zeros (90, not 9E+1 nor 90.00000000)."""
+    return format(value.normalize(), "f")

@@ -1,19 +1,23 @@
 """Embedded mode (DESIGN §3): the beat schedule runs inside the web process.
 
-A daemon thread wakes every few seconds, finds the entries of BEAT_SCHEDULE that are due
-and hands them to the in-process job pool (portal.jobs), just as beat would send them to
-a worker in the full stack. Later issues start their own in-process services here.
+A daemon thread wakes every few seconds, finds the entries of BEAT_SCHEDULE that are due, and
+the periodic tasks of the database that are (django-celery-beat's, which beat's database
+scheduler reads in the full stack: report schedules), and hands them to the in-process job
+pools (portal.jobs), just as beat would send them to a worker in the full stack.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from datetime import datetime
 
 import structlog
 from celery.schedules import schedule as every
+from django.db import close_old_connections
 from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
 
 from portal.beat_schedule import BEAT_SCHEDULE
 from portal.celery import app
@@ -35,9 +39,19 @@ def _due_entries(last_runs: dict[str, datetime]) -> list[str]:
     return due
 
 
+def _due_periodic_tasks(last_runs: dict[int, datetime], started: datetime) -> list[PeriodicTask]:
+    """The database's enabled periodic tasks (not BEAT_SCHEDULE's) due since they last ran here,
+    or since `started`."""
+    tasks = PeriodicTask.objects.filter(enabled=True).exclude(name__in=BEAT_SCHEDULE)
+    tasks = tasks.select_related("crontab", "interval", "solar", "clocked")
+    return [task for task in tasks if task.schedule.is_due(last_runs.get(task.pk, started))[0]]
+
+
 def _run_scheduler() -> None:
     # Every entry first runs one interval after start, like beat with a fresh schedule.
-    last_runs = dict.fromkeys(BEAT_SCHEDULE, timezone.now())
+    started = timezone.now()
+    last_runs = dict.fromkeys(BEAT_SCHEDULE, started)
+    periodic_last_runs: dict[int, datetime] = {}
     while True:
         time.sleep(_TICK_SECONDS)
         for name in _due_entries(last_runs):
@@ -45,6 +59,15 @@ def _run_scheduler() -> None:
             task = app.tasks[BEAT_SCHEDULE[name]["task"]]
             submit_embedded(task, {}, request_id=f"schedule:{name}")
             logger.info("embedded_schedule_sent", entry=name)
+        try:
+            due = _due_periodic_tasks(periodic_last_runs, started)
+        finally:
+            close_old_connections()
+        for periodic in due:
+            periodic_last_runs[periodic.pk] = timezone.now()
+            kwargs = json.loads(periodic.kwargs or "{}")
+            submit_embedded(app.tasks[periodic.task], kwargs, request_id=f"schedule:{periodic.name}")
+            logger.info("embedded_schedule_sent", entry=periodic.name)
 
 
 def embedded_scheduler_start() -> None:

@@ -15,6 +15,7 @@ never blocks the request that started it and a long report never delays a VaR ru
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import time
 import traceback
@@ -70,6 +71,15 @@ JOB_TASK_OPTIONS: dict[str, Any] = {
     "retry_jitter": True,
     "max_retries": 3,
 }
+
+
+def retry_delay(retries: int, *, base: float = 60, cap: float = 900) -> float:
+    """Seconds before retry number `retries` + 1: exponential from `base`, capped, with full jitter
+    on the upper half (so retries of many tasks do not arrive together)."""
+    delay = min(cap, base * 2**retries)
+    return delay / 2 + random.uniform(0, delay / 2)  # noqa: S311 - jitter, not security
+
+
 #: Progress is written and published at most this often (and only when the percent changes).
 PROGRESS_INTERVAL_SECONDS = 0.5
 

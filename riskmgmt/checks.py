@@ -15,7 +15,7 @@ from django.conf import settings
 
 from marketdata.models import Instrument, InstrumentStatus
 from portal import rawsql
-from portal.decimals import AMOUNT_UNIT, ZERO
+from portal.decimals import AMOUNT_UNIT, ZERO, decimal_plain
 from portal.errors import DomainError
 from riskmgmt.models import risk_limit_scope_key
 
@@ -161,8 +161,9 @@ def pre_trade_check(*, instrument: Instrument, exposure: OrderExposure, snapshot
         if not low <= price <= high:
             raise RiskRejection(
                 "PRICE_BAND",
-                f"Price {price} is outside the band {low.normalize()} – {high.normalize()} "
-                f"({limits.price_band_pct.normalize()}% around the reference price {instrument.reference_price}).",
+                f"Price {decimal_plain(price)} is outside the band {decimal_plain(low)} – {decimal_plain(high)} "
+                f"({decimal_plain(limits.price_band_pct)}% around the reference price "
+                f"{decimal_plain(instrument.reference_price)}).",
             )
     if limits.max_order_qty is not None and exposure.quantity > limits.max_order_qty:
         raise RiskRejection("MAX_ORDER_QTY", f"Quantity exceeds the maximum order quantity {limits.max_order_qty}.")

@@ -5,6 +5,8 @@ from decimal import Decimal
 
 from django import template
 
+from portal.decimals import decimal_plain
+
 register = template.Library()
 
 
@@ -14,4 +16,4 @@ def amount(value):
         return ""
     if not isinstance(value, Decimal):
         return value
-    return format(value.normalize(), "f")
+    return decimal_plain(value)

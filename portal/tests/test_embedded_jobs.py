@@ -47,3 +47,18 @@ def test_a_job_run_in_process_leaves_no_audit_context_behind():
     before = audit_context_get()
     tasks.heartbeat.apply()  # runs here, in this thread, with its task signals
     assert audit_context_get() == before
+
+
+def test_the_databases_periodic_tasks_fall_due_without_beat():
+    from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
+    from portal.embedded import _due_periodic_tasks
+
+    every_minute = CrontabSchedule.objects.create(minute="*", hour="*", timezone="UTC")
+    task = PeriodicTask.objects.create(name="report-schedule-1", task="reports.schedule_run", crontab=every_minute)
+    now = timezone.now()
+    assert _due_periodic_tasks({}, now) == []
+    assert _due_periodic_tasks({}, now - timedelta(minutes=2)) == [task]
+    assert _due_periodic_tasks({task.pk: now}, now - timedelta(minutes=2)) == []
+    PeriodicTask.objects.filter(pk=task.pk).update(enabled=False)
+    assert _due_periodic_tasks({}, now - timedelta(minutes=2)) == []

@@ -12,6 +12,7 @@ NAVIGATION = [
     ("Trade", "portal:trade", Role.VIEWER),
     ("Orders", "portal:orders", Role.VIEWER),
     ("Risk", "portal:risk", Role.VIEWER),
+    ("Reports", "portal:reports", Role.VIEWER),
     ("API keys", "portal:api-keys", Role.VIEWER),
     ("System", "portal:system", Role.OPERATOR),
 ]

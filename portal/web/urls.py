@@ -1,6 +1,6 @@
 from django.urls import path
 
-from portal.web import dashboard_views, market_views, risk_views, trading_views, views
+from portal.web import dashboard_views, market_views, report_views, risk_views, trading_views, views
 
 app_name = "portal"
 
@@ -18,4 +18,7 @@ urlpatterns = [
     path("trade/orders/<int:order_id>/cancel/", trading_views.order_cancel_view, name="order-cancel"),
     path("orders/", trading_views.order_history, name="orders"),
     path("risk/", risk_views.risk, name="risk"),
+    path("reports/", report_views.reports, name="reports"),
+    path("reports/schedules/<int:schedule_id>/toggle/", report_views.schedule_toggle, name="schedule-toggle"),
+    path("reports/schedules/<int:schedule_id>/delete/", report_views.schedule_delete, name="schedule-delete"),
 ]

@@ -1,10 +1,14 @@
-// A job's progress bar (ADR 0007): follows the `jobs` stream while the socket is open, and polls
-// GET /api/v1/jobs/<id> once a second while it is not. TradeportJobs.follow(element, done) reads
-// the job id from element.dataset.job, updates its <progress> and cells, and calls done(job) once
-// the job has finished (succeeded, failed or canceled).
+// Jobs' progress bars (ADR 0007): one subscription to the `jobs` stream feeds every bar of the
+// page; while the socket is down each unfinished job is polled at GET /api/v1/jobs/<id> once a
+// second. TradeportJobs.follow(element, done) reads the job id from element.dataset.job, updates
+// its <progress> and cells, and calls done(job) once the job has finished (succeeded, failed or
+// canceled).
 (function () {
   "use strict";
   var FINISHED = { succeeded: true, failed: true, canceled: true };
+  var followers = {};  // job id → { element, done }
+  var subscribed = false;
+  var timer = null;
 
   function render(element, job) {
     var bar = element.querySelector("progress");
@@ -15,41 +19,35 @@
     if (message) message.textContent = job.error || job.message || job.status;
     element.dataset.status = job.status;
   }
-
+  function update(job) {
+    var follower = followers[job.id];
+    if (!follower) return;
+    render(follower.element, job);
+    if (FINISHED[job.status]) {
+      delete followers[job.id];
+      follower.done(job);
+    }
+  }
+  function fetchJob(id) {
+    fetch("/api/v1/jobs/" + id, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (response) { return response.ok ? response.json() : null; })
+      .then(function (job) { if (job) update(job); })
+      .catch(function () {});
+  }
+  function fetchAll() { Object.keys(followers).forEach(fetchJob); }
+  function poll() {
+    if (window.TradeportLive && window.TradeportLive.isOpen()) return;
+    fetchAll();
+  }
   function follow(element, done) {
-    var id = element.dataset.job;
-    var finished = false;
-    var timer = null;
-    function update(job) {
-      if (finished || job.id !== id) return;
-      render(element, job);
-      if (FINISHED[job.status]) {
-        finished = true;
-        if (timer) clearInterval(timer);
-        done(job);
-      }
+    followers[element.dataset.job] = { element: element, done: done };
+    if (!subscribed && window.TradeportLive) {
+      subscribed = true;
+      // After (re)subscribing, what changed meanwhile is read once from REST.
+      window.TradeportLive.subscribe("jobs", { message: function (message) { update(message.data); }, resync: fetchAll });
     }
-    function poll() {
-      if (window.TradeportLive && window.TradeportLive.isOpen()) return;
-      fetch("/api/v1/jobs/" + id, { credentials: "same-origin", headers: { Accept: "application/json" } })
-        .then(function (response) { return response.ok ? response.json() : null; })
-        .then(function (job) { if (job) update(job); })
-        .catch(function () {});
-    }
-    if (window.TradeportLive) {
-      window.TradeportLive.subscribe("jobs", {
-        message: function (message) { update(message.data); },
-        resync: function () { window.TradeportLive.isOpen() ? fetchOnce() : poll(); },
-      });
-    }
-    function fetchOnce() {
-      fetch("/api/v1/jobs/" + id, { credentials: "same-origin", headers: { Accept: "application/json" } })
-        .then(function (response) { return response.ok ? response.json() : null; })
-        .then(function (job) { if (job) update(job); })
-        .catch(function () {});
-    }
-    timer = setInterval(poll, 1000);
-    fetchOnce();
+    if (!timer) timer = setInterval(poll, 1000);
+    fetchJob(element.dataset.job);
   }
 
   window.TradeportJobs = { follow: follow };
