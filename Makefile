@@ -19,7 +19,7 @@ $(STAMP): requirements.txt
 run: $(STAMP) migrate ## Serve the whole portal (embedded mode without env vars) with daphne (portal/asgi_server.py)
 	$(BIN)/python manage.py collectstatic --no-input -v0
 	$(BIN)/python manage.py seed_demo
-	$(BIN)/python manage.py backfill_history --days 7 --only-empty
+	$(BIN)/python manage.py backfill_history --days 7 --daily-days 400 --only-empty
 	$(BIN)/python -m portal.asgi_server -b $(HOST) -p $(PORT) --ping-interval 10 --ping-timeout 10 --access-log /dev/null portal.asgi:application
 
 test: $(STAMP) ## Run every test (SQLite + local memory without env; PostgreSQL + Redis with DATABASE_URL / REDIS_URL)

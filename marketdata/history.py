@@ -68,12 +68,19 @@ class WalkParameters:
 
 
 def _minute_bars(
-    instrument: Instrument, start: datetime, minutes: int, anchor: Decimal, walk: WalkParameters, rng: random.Random
+    instrument: Instrument,
+    start: datetime,
+    minutes: int,
+    anchor: Decimal,
+    walk: WalkParameters,
+    rng: random.Random,
+    *,
+    bar_minutes: int = 1,
 ) -> Iterator[tuple[datetime, Bar]]:
-    """`minutes` one-minute bars from `start` whose last close is `anchor` (the walk is
-    drawn, then scaled to end there)."""
-    sigma = walk.volatility / math.sqrt(_MINUTES_PER_YEAR)
-    mu = walk.drift / _MINUTES_PER_YEAR - sigma * sigma / 2
+    """`minutes` bars of `bar_minutes` each (one-minute bars by default) from `start` whose last
+    close is `anchor` (the walk is drawn, then scaled to end there)."""
+    sigma = walk.volatility / math.sqrt(_MINUTES_PER_YEAR / bar_minutes)
+    mu = walk.drift / (_MINUTES_PER_YEAR / bar_minutes) - sigma * sigma / 2
     returns = [rng.gauss(mu, sigma) for _ in range(minutes)]
     level = math.log(float(anchor)) - sum(returns)
     tick, lot = instrument.tick_size, instrument.lot_size
@@ -85,7 +92,7 @@ def _minute_bars(
         wick = abs(rng.gauss(0, sigma / 2))
         high = max(open_, close, _on_tick(float(max(open_, close)) * math.exp(wick), tick, ROUND_CEILING))
         low = min(open_, close, _on_tick(float(min(open_, close)) * math.exp(-wick), tick, ROUND_FLOOR))
-        quote_volume = walk.quote_volume_per_minute * math.exp(rng.gauss(-0.125, 0.5))
+        quote_volume = walk.quote_volume_per_minute * bar_minutes * math.exp(rng.gauss(-0.125, 0.5))
         volume = max(lot, (Decimal(quote_volume) / close / lot).to_integral_value(ROUND_FLOOR) * lot)
         bar = Bar(
             open=open_,
@@ -94,9 +101,9 @@ def _minute_bars(
             close=close,
             volume=volume,
             quote_volume=(volume * (high + low) / 2).quantize(AMOUNT_UNIT),
-            trade_count=max(1, int(rng.lognormvariate(3, 0.6))),
+            trade_count=max(1, int(rng.lognormvariate(3, 0.6)) * bar_minutes),
         )
-        yield start + minute * _MINUTE, bar
+        yield start + minute * bar_minutes * _MINUTE, bar
 
 
 def _on_tick(price: float, tick: Decimal, rounding: str) -> Decimal:
@@ -139,6 +146,38 @@ def history_backfill(
         Candle(instrument=instrument, interval=interval, open_time=open_time, origin=CandleOrigin.BACKFILL, **vars(bar))
         for (interval, open_time), bar in bars.items()
         if history_fits(open_time, interval, cutoff) and open_time >= start
+    )
+    return _write(candles, replace=False)
+
+
+def history_backfill_daily(
+    *, instrument: Instrument, days: int, seed: int | None = None, walk: WalkParameters | None = None
+) -> int:
+    """Synthesize `days` daily candles (only daily: cheap, for VaR and long charts) before the
+    instrument's record: ending at the start of the day of its earliest candle (at that candle's
+    open price), or at today's start at the reference price when it has none. Days that have a
+    daily candle already are kept. Returns the candles written."""
+    if days < 1:
+        raise DomainError("validation_error", "days must be at least 1.", status=400)
+    earliest = Candle.objects.filter(instrument=instrument).order_by("open_time").first()
+    cutoff = history_cutoff(instrument)
+    if earliest is not None and earliest.open_time < cutoff:
+        end, anchor = bucket_start(earliest.open_time, CandleInterval.D1), earliest.open
+    else:
+        end, anchor = bucket_start(cutoff, CandleInterval.D1), instrument.reference_price
+    start = end - timedelta(days=days)
+    rng = random.Random(seed)  # noqa: S311 - a simulation, reproducible by its seed
+    day_minutes = 24 * 60
+    bars = _minute_bars(instrument, start, days, anchor, walk or WalkParameters(), rng, bar_minutes=day_minutes)
+    candles = (
+        Candle(
+            instrument=instrument,
+            interval=CandleInterval.D1,
+            open_time=open_time,
+            origin=CandleOrigin.BACKFILL,
+            **vars(bar),
+        )
+        for open_time, bar in bars
     )
     return _write(candles, replace=False)
 

@@ -82,6 +82,18 @@ def test_backfill_history_command_covers_every_symbol_or_the_ones_named(market, 
         call_command("backfill_history", "--days", "0")
 
 
+def test_daily_history_extends_the_record_backwards_by_whole_days_and_feeds_var(market, capsys):
+    call_command("backfill_history", "--days", "1", "--daily-days", "300", "--seed", "2", "--symbol", "BTCUSDT")
+    minutes = _rows(market.btcusdt, "1m")
+    days = [c for c in _rows(market.btcusdt, "1d") if c.open_time < minutes[0].open_time]
+    assert len(days) == 300
+    assert days[-1].open_time == minutes[0].open_time.replace(hour=0, minute=0) - timedelta(days=1)
+    assert days[-1].close == minutes[0].open  # continuous with the minute history
+    assert all(b.open_time - a.open_time == timedelta(days=1) for a, b in zip(days, days[1:], strict=False))
+    assert all(c.low <= min(c.open, c.close) and c.high >= max(c.open, c.close) for c in days)
+    assert_reconciled()
+
+
 def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 

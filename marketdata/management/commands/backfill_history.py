@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from marketdata.history import WalkParameters, history_backfill
+from marketdata.history import WalkParameters, history_backfill, history_backfill_daily
 from marketdata.models import Instrument
 
 
@@ -22,8 +22,25 @@ class Command(BaseCommand):
         parser.add_argument(
             "--only-empty", action="store_true", help="Skip instruments that have candles already (make run)."
         )
+        parser.add_argument(
+            "--daily-days",
+            type=int,
+            default=0,
+            help="Then this many daily candles before that history (cheap; VaR needs months of daily closes).",
+        )
 
-    def handle(self, *args, days: int, symbol, seed, volatility: float, drift: float, only_empty: bool, **options):
+    def handle(
+        self,
+        *args,
+        days: int,
+        symbol,
+        seed,
+        volatility: float,
+        drift: float,
+        only_empty: bool,
+        daily_days: int,
+        **options,
+    ):
         if days < 1:
             raise CommandError("--days must be at least 1.")
         instruments = Instrument.objects.order_by("symbol")
@@ -40,4 +57,11 @@ class Command(BaseCommand):
             written = history_backfill(
                 instrument=instrument, days=days, seed=None if seed is None else seed + number, walk=walk
             )
+            if daily_days:
+                written += history_backfill_daily(
+                    instrument=instrument,
+                    days=daily_days,
+                    seed=None if seed is None else seed + 1000 + number,
+                    walk=walk,
+                )
             self.stdout.write(f"{instrument.symbol}: {written} candles written")
