@@ -138,3 +138,33 @@ def test_deleting_a_group_in_the_admin_records_admin_delete_with_what_was_delete
     assert response.status_code == 302
     event = AuditEvent.objects.get(action="admin.delete")
     assert event.before["name"] == "desk-emea" and event.target_id == str(group.pk)
+
+
+def test_an_operator_exports_the_audit_log_from_the_admin_as_a_job(client, users, event, jobs_inline):
+    import json
+
+    from portal.models import Job
+
+    client.force_login(users[Role.OPERATOR])
+    form = client.post(CHANGELIST, {"action": "export_audit_log", "_selected_action": [event.pk]})
+    assert form.status_code == 200 and b"Export the audit log" in form.content
+    with jobs_inline():
+        done = client.post(
+            CHANGELIST,
+            {
+                "action": "export_audit_log",
+                "_selected_action": [event.pk],
+                "apply": "1",
+                "format": "json",
+                "event_action": "auth.login_failed",
+                "actor": "anonymous",
+            },
+            follow=True,
+        )
+    assert b"The export is running as job" in done.content
+    job = Job.objects.get(kind="export")
+    assert job.status == "succeeded" and job.params["dataset"] == "audit" and job.params["actor"] == "anonymous"
+    from django.conf import settings
+
+    rows = json.loads((settings.MEDIA_ROOT / job.result_file).read_text())
+    assert [(row["action"], row["actor_label"]) for row in rows] == [("auth.login_failed", "anonymous")]
