@@ -30,7 +30,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP) ## mypy with django-stubs on the services, selectors and API plumbing
-	$(BIN)/mypy portal audit trading riskmgmt marketdata
+	$(BIN)/mypy portal audit trading riskmgmt marketdata reports
 
 format: $(STAMP)
 	$(BIN)/ruff format .
