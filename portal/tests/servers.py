@@ -94,25 +94,37 @@ class CeleryWorker:
     own: `start()` waits until it is ready, `kill()` kills it at once (the whole group, as a
     machine that lost power), `stop()` asks it to stop (SIGTERM), both by its PID."""
 
-    def __init__(self, log: Path, *, queues: str, env: dict[str, str] | None = None) -> None:
+    #: What the process logs once it is up.
+    READY = b"ready."
+
+    def __init__(self, log: Path, *, queues: str = "", env: dict[str, str] | None = None) -> None:
         if connection.vendor != "postgresql" or not settings.REDIS_URL:
             pytest.skip("needs PostgreSQL and Redis (DATABASE_URL, REDIS_URL); CI runs on them")
         self.log, self.queues, self.env = log, queues, env or {}
         self.proc: subprocess.Popen | None = None
 
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "celery", "-A", "portal", "worker", "-Q", self.queues, "-c", "1"] + [
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-n",
+            f"test-{os.getpid()}@%h",
+            "--loglevel",
+            "INFO",
+        ]
+
     def start(self) -> CeleryWorker:
         with self.log.open("ab") as output:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "portal", "worker", "-Q", self.queues, "-c", "1"]
-                + ["--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"test-{os.getpid()}@%h"]
-                + ["--loglevel", "INFO"],
+                self.command(),
                 env={**os.environ, **full_stack_env(), **self.env},
                 start_new_session=True,
                 stdout=output,
                 stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + 60
-        while b"ready." not in self.log.read_bytes():
+        while self.READY not in self.log.read_bytes():
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the worker did not start: {self.log.read_text()[-3000:]}")
             time.sleep(0.2)
@@ -132,3 +144,14 @@ class CeleryWorker:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=5)
+
+
+class CeleryBeat(CeleryWorker):
+    """`celery -A portal beat` with the database scheduler (django-celery-beat), as the full stack
+    runs it; started and stopped like `CeleryWorker`."""
+
+    READY = b"beat: Starting..."
+
+    def command(self) -> list[str]:
+        schedule = self.log.with_suffix(".schedule")
+        return [sys.executable, "-m", "celery", "-A", "portal", "beat", "--loglevel", "INFO", "-s", str(schedule)]
