@@ -190,10 +190,13 @@ def report_spec_check(spec: ReportSpec) -> None:
 
 
 def report_filename(spec: ReportSpec) -> str:
-    """`<kind>[-<account>]-<start>-<end>.<format>`, e.g. statement-42-2026-11-01-2026-12-01.pdf
-    (a bound that is not midnight UTC also gets its time, e.g. 2026-12-01T093000)."""
+    """`<kind>[-<account>]-<first day>-<last day>.<format>`, both days included as people say a
+    period, e.g. statement-42-2026-11-01-2026-11-30.pdf for [Nov 1, Dec 1); a bound that is not
+    midnight UTC is written as the moment itself, e.g. 2026-12-01T093000."""
     subject = spec.kind if spec.account_id is None else f"{spec.kind}-{spec.account_id}"
-    return f"{subject}-{_stamp(spec.start)}-{_stamp(spec.end)}.{spec.format}"
+    end = spec.end.astimezone(UTC)
+    last = (end - timedelta(days=1)).date().isoformat() if end.time() == time(0) else _stamp(end)
+    return f"{subject}-{_stamp(spec.start)}-{last}.{spec.format}"
 
 
 def report_build(spec: ReportSpec, path: Path, *, progress: Progress) -> ReportOutcome:

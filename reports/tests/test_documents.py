@@ -538,7 +538,7 @@ def test_file_names_say_the_kind_the_account_and_the_period():
     november = datetime(2026, 11, 1, tzinfo=UTC)
     december = datetime(2026, 12, 1, tzinfo=UTC)
     assert report_filename(ReportSpec("statement", "pdf", november, december, 42, "a")) == (
-        "statement-42-2026-11-01-2026-12-01.pdf"
+        "statement-42-2026-11-01-2026-11-30.pdf"
     )
     assert report_filename(
         ReportSpec("audit", "xlsx", november, december + timedelta(hours=9, minutes=30), None, "a")
