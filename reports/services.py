@@ -35,8 +35,8 @@ from portal.choices import JobKind, JobStatus, Role
 from portal.errors import DomainError, NotFoundError
 from portal.jobs import JobRun, job_create, job_execute, job_submit, job_succeed
 from portal.models import Job, User
-from reports.documents import CONTENT_TYPES, REPORT_FORMATS, REPORT_KINDS, ReportSpec, report_build, report_filename
 from reports.models import Cadence, EmailDelivery, ReportSchedule, ScheduledRun
+from reports.specs import CONTENT_TYPES, ReportSpec, report_filename, report_spec_check
 from trading.models import TradingAccount
 from trading.selectors import account_get_visible
 
@@ -63,21 +63,24 @@ def report_params(
 ) -> tuple[dict[str, Any], TradingAccount | None]:
     """The checked parameters of a report over the whole days `start` to `end` (both included),
     and its account."""
-    if report not in REPORT_KINDS:
-        raise ReportRefused("unknown_report", f"report must be one of {', '.join(REPORT_KINDS)}, not {report!r}.")
-    if format not in REPORT_FORMATS:
-        raise ReportRefused("unknown_format", f"format must be one of {', '.join(REPORT_FORMATS)}, not {format!r}.")
-    if end < start:
-        raise ReportRefused("bad_range", f"The end ({end}) is before the start ({start}).")
+    report_spec_check(
+        ReportSpec(
+            kind=report,
+            format=format,
+            start=_day_start(start),
+            end=_day_start(end) + timedelta(days=1),
+            account_id=None if report == "audit" else account_id,
+            requested_by=user.get_username(),
+        )
+    )
     if (end - start).days + 1 > MAX_REPORT_DAYS:
         raise ReportRefused("range_too_long", f"A report covers at most {MAX_REPORT_DAYS} days.")
     account = None
     if report == "audit":
         if not user.has_role_at_least(Role.OPERATOR):
             raise DomainError("forbidden", "Audit reports are for operators.", status=403)
-    elif account_id is None:
-        raise ReportRefused("account_required", f"A {report} report is about one account: give its id.")
     else:
+        assert account_id is not None  # report_spec_check refused an account report without one
         account = account_get_visible(user=user, account_id=account_id)
     params = {
         "report": report,
@@ -98,6 +101,8 @@ def report_submit(*, user: User, report: str, format: str, start: date, end: dat
 
 def report_execute(run: JobRun) -> None:
     """A REPORT job's body: build the document, then put it in place."""
+    from reports.documents import report_build  # ReportLab and openpyxl load only where reports are built
+
     spec = _spec(run.job)
     path = run.scratch / report_filename(spec)
     outcome = report_build(spec, path, progress=lambda fraction, message: run.progress(2 + 96 * fraction, message))
@@ -114,10 +119,14 @@ def reports_visible_to(user: User) -> QuerySet[Job]:
     return jobs if user.has_role_at_least(Role.OPERATOR) else jobs.filter(owner=user)
 
 
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
 def _spec(job: Job) -> ReportSpec:
     params = job.params
-    start = datetime.combine(date.fromisoformat(params["start"]), time.min, tzinfo=UTC)
-    end = datetime.combine(date.fromisoformat(params["end"]), time.min, tzinfo=UTC) + timedelta(days=1)
+    start = _day_start(date.fromisoformat(params["start"]))
+    end = _day_start(date.fromisoformat(params["end"])) + timedelta(days=1)
     return ReportSpec(
         kind=params["report"],
         format=params["format"],

@@ -29,10 +29,17 @@ def daphne_serving(log_dir: Path, extra_args: tuple[str, ...] = ()) -> Iterator[
     the embedded scheduler and simulator; yields the port, stops daphne by its PID. Skips
     without PostgreSQL and Redis: a process of its own cannot open the test's SQLite database
     in memory, and an in-memory channel layer does not cross processes."""
-    if connection.vendor != "postgresql" or not settings.REDIS_URL:
-        pytest.skip("needs PostgreSQL and Redis (DATABASE_URL, REDIS_URL); CI runs on them")
+    full_stack_required()
     with asgi_serving(ASGI_APP, log_dir / "daphne.log", full_stack_env(), extra_args) as port:
         yield port
+
+
+def full_stack_required() -> None:
+    """Skip the test without PostgreSQL and Redis: a process of its own cannot open the test's
+    SQLite database in memory, and an in-memory broker or channel layer does not cross processes.
+    CI runs on both and fails on any skip."""
+    if connection.vendor != "postgresql" or not settings.REDIS_URL:
+        pytest.skip("needs PostgreSQL and Redis (DATABASE_URL, REDIS_URL); CI runs on them")
 
 
 def full_stack_env() -> dict[str, str]:
@@ -98,8 +105,7 @@ class CeleryWorker:
     READY = b"ready."
 
     def __init__(self, log: Path, *, queues: str = "", env: dict[str, str] | None = None) -> None:
-        if connection.vendor != "postgresql" or not settings.REDIS_URL:
-            pytest.skip("needs PostgreSQL and Redis (DATABASE_URL, REDIS_URL); CI runs on them")
+        full_stack_required()
         self.log, self.queues, self.env = log, queues, env or {}
         self.proc: subprocess.Popen | None = None
 

@@ -12,7 +12,7 @@ from audit.models import AuditEvent
 from portal.choices import JobStatus
 from portal.models import Job
 from portal.redis_client import redis_client
-from portal.tests.servers import CeleryWorker
+from portal.tests.servers import CeleryWorker, full_stack_required
 from riskmgmt.models import VarRun
 from riskmgmt.tests.test_var_runs import holder  # noqa: F401 - fixture
 from riskmgmt.var_runs import var_run_submit
@@ -25,6 +25,7 @@ QUEUES = ("risk", "reports", "exports", "default")
 @pytest.fixture
 def broker_queues(settings):
     """Empty queues on the broker, and jobs sent there (not run in this process)."""
+    full_stack_required()
     settings.CELERY_EMBEDDED = False
     redis = redis_client()
     redis.delete(*QUEUES, "unacked", "unacked_index")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from portal.redis_client import redis_client
-from portal.tests.servers import CeleryBeat, CeleryWorker
+from portal.tests.servers import CeleryBeat, CeleryWorker, full_stack_required
 from portal.tests.test_celery_worker import QUEUES
 from reports.models import EmailDelivery, ScheduledRun
 from reports.services import report_schedule_save
@@ -16,6 +16,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def clean_queues():
+    full_stack_required()
     redis = redis_client()
     redis.delete(*QUEUES, "unacked", "unacked_index")
     yield
