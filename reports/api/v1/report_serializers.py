@@ -3,6 +3,7 @@
 from rest_framework import serializers
 
 from reports.models import ReportSchedule
+from reports.services import MAX_REPORT_DAYS
 
 
 class ReportRequestSerializer(serializers.Serializer):
@@ -20,6 +21,10 @@ class ReportScheduleSerializer(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.username", read_only=True)
     account = serializers.IntegerField(source="account_id", allow_null=True, required=False)
     recipients = serializers.ListField(child=serializers.CharField(max_length=254), allow_empty=True)
+    period_days = serializers.IntegerField(min_value=1, max_value=MAX_REPORT_DAYS, default=1)
+    hour = serializers.IntegerField(min_value=0, max_value=23, default=6, help_text="UTC, for daily and weekly.")
+    minute = serializers.IntegerField(min_value=0, max_value=59, default=0)
+    weekday = serializers.IntegerField(min_value=0, max_value=6, default=1, help_text="0 = Sunday … 6 = Saturday.")
     crontab = serializers.SerializerMethodField(help_text="When it runs: minute hour day month weekday (UTC).")
 
     class Meta:
