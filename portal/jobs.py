@@ -31,7 +31,7 @@ import structlog
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core import signing
-from django.db import InterfaceError, OperationalError, close_old_connections, connection, transaction
+from django.db import InterfaceError, OperationalError, connection, connections, transaction
 from django.db.models import QuerySet
 from django.dispatch import Signal
 from django.utils import timezone
@@ -106,7 +106,8 @@ def _run_embedded(task, kwargs: dict, request_id: str) -> None:
     try:
         task.apply(kwargs=kwargs, headers={"request_id": request_id})
     finally:
-        close_old_connections()
+        # The pool's thread may wait long for its next job: it keeps no connection meanwhile.
+        connections.close_all()
 
 
 def submit_embedded(task, kwargs: dict, *, request_id: str) -> None:
