@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import structlog
 from celery.exceptions import SoftTimeLimitExceeded
@@ -34,6 +35,7 @@ from django.core import signing
 from django.db import InterfaceError, OperationalError, connection, connections, transaction
 from django.db.models import QuerySet
 from django.dispatch import Signal
+from django.urls import reverse
 from django.utils import timezone
 
 from audit.context import audit_context_get
@@ -324,14 +326,18 @@ def _changed(job: Job) -> None:
 # -- files ------------------------------------------------------------------------------------
 
 
+def _job_path(job: Job) -> Path:
+    return Path(settings.MEDIA_ROOT) / "jobs" / str(job.pk)
+
+
 def job_directory(job: Job) -> Path:
-    path = Path(settings.MEDIA_ROOT) / "jobs" / str(job.pk)
+    path = _job_path(job)
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
 def _scratch_remove(job: Job) -> None:
-    shutil.rmtree(Path(settings.MEDIA_ROOT) / "jobs" / str(job.pk) / ".partial", ignore_errors=True)
+    shutil.rmtree(_job_path(job) / ".partial", ignore_errors=True)
 
 
 _DOWNLOAD_SALT = "tradeport.jobs.download"
@@ -340,6 +346,15 @@ _DOWNLOAD_SALT = "tradeport.jobs.download"
 def job_download_token(job: Job) -> str:
     """A token for the job's file, bound to the job and its owner, valid JOB_LINK_TTL_SECONDS."""
     return signing.TimestampSigner(salt=_DOWNLOAD_SALT).sign(f"{job.pk}:{job.owner_id}")
+
+
+def job_download_path(job: Job) -> str | None:
+    """The signed download link of the job's file (the path: the API makes it absolute), or None
+    while there is no file to download. Whether the asker is the owner is the caller's check."""
+    if job.status != JobStatus.SUCCEEDED or not job.file_available:
+        return None
+    path = reverse("v1:job-download", kwargs={"pk": job.pk})
+    return f"{path}?{urlencode({'token': job_download_token(job)})}"
 
 
 class LinkExpired(DomainError):
@@ -375,7 +390,7 @@ def job_files_expire(*, now=None) -> int:
     expired = Job.objects.filter(result_expires_at__lte=now).exclude(result_file="")
     count = 0
     for job in expired.iterator():
-        shutil.rmtree(Path(settings.MEDIA_ROOT) / "jobs" / str(job.pk), ignore_errors=True)
+        shutil.rmtree(_job_path(job), ignore_errors=True)
         Job.objects.filter(pk=job.pk).update(result_file="")
         count += 1
     return count

@@ -208,37 +208,30 @@ def report_schedule_failed(*, schedule_id: int, error: str) -> None:
         _schedule_outcome(schedule, "failed", error)
 
 
-def report_schedules_due(*, since: datetime) -> list[ReportSchedule]:
-    """The enabled schedules whose cadence fired after `since` (the embedded scheduler, which
-    stands for beat where there is none, asks every few seconds)."""
-    due = []
-    for schedule in ReportSchedule.objects.filter(enabled=True):
-        minute, hour, day, month, weekday = schedule.crontab_fields
-        spec = crontab(minute=minute, hour=hour, day_of_month=day, month_of_year=month, day_of_week=weekday)
-        if spec.is_due(since)[0]:
-            due.append(schedule)
-    return due
-
-
 def _scheduled_run(schedule: ReportSchedule, run_key: str) -> ScheduledRun:
     with transaction.atomic():
         existing = ScheduledRun.objects.select_for_update().filter(run_key=run_key).first()
         if existing is not None:
             return existing
-        today = timezone.now().astimezone(UTC).date()
-        params, account = report_params(
-            user=schedule.owner,
-            report=schedule.report,
-            format=schedule.format,
-            start=today - timedelta(days=schedule.period_days),
-            end=today - timedelta(days=1),
-            account_id=schedule.account_id,
-        )
+        params, account = _schedule_report_params(schedule)
         params["schedule"] = schedule.pk
         job = job_create(kind=JobKind.REPORT, owner=schedule.owner, params=params, account=account)
         schedule.last_run_at = timezone.now()
         schedule.save(update_fields=["last_run_at"])
         return ScheduledRun.objects.create(schedule=schedule, run_key=run_key, job=job)
+
+
+def _schedule_report_params(schedule: ReportSchedule) -> tuple[dict[str, Any], TradingAccount | None]:
+    """The checked report of a run today: the `period_days` whole days before today (UTC)."""
+    today = timezone.now().astimezone(UTC).date()
+    return report_params(
+        user=schedule.owner,
+        report=schedule.report,
+        format=schedule.format,
+        start=today - timedelta(days=schedule.period_days),
+        end=today - timedelta(days=1),
+        account_id=schedule.account_id,
+    )
 
 
 def _deliver(schedule: ReportSchedule, job: Job, delivery: EmailDelivery) -> None:
@@ -285,17 +278,9 @@ def report_schedule_check(schedule: ReportSchedule) -> None:
         raise ReportRefused(
             "validation_error", "A schedule needs a name.", errors={"name": ["This field is required."]}
         )
-    today = timezone.now().date()
     if not 1 <= schedule.period_days <= MAX_REPORT_DAYS:
         raise ReportRefused("bad_range", f"period_days must be between 1 and {MAX_REPORT_DAYS}.")
-    report_params(
-        user=schedule.owner,
-        report=schedule.report,
-        format=schedule.format,
-        start=today - timedelta(days=schedule.period_days),
-        end=today - timedelta(days=1),
-        account_id=schedule.account_id,
-    )
+    _schedule_report_params(schedule)
     if schedule.cadence not in Cadence.values:
         raise ReportRefused("bad_cadence", f"cadence must be one of {', '.join(Cadence.values)}.")
     if schedule.cadence == Cadence.CRON:

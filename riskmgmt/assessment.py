@@ -122,7 +122,11 @@ def risk_assessment(account: TradingAccount) -> RiskAssessment:
     leverage = (gross / equity).quantize(Decimal("0.0001")) if equity > 0 else None
     concentration = max((row.share for row in exposures), default=ZERO)
     limits = risk_limits_of(account)
-    engaged = KillSwitch.objects.filter(released_at__isnull=True).filter(Q(account=account) | Q(account__isnull=True))
+    engaged = (
+        KillSwitch.objects.filter(released_at__isnull=True)
+        .filter(Q(account=account) | Q(account__isnull=True))
+        .exists()
+    )
     last_var = (
         VarRun.objects.filter(account=account, var__isnull=False).select_related("job").order_by("-created_at").first()
     )
@@ -139,11 +143,11 @@ def risk_assessment(account: TradingAccount) -> RiskAssessment:
         concentration=concentration,
         exposures=exposures,
         limits=limits,
-        kill_switch_engaged=engaged.exists(),
+        kill_switch_engaged=engaged,
         last_var=last_var,
         score=score,
         level="low" if score < 34 else "medium" if score < 67 else "high",
-        warnings=_warnings(exposures, equity, leverage, limits, last_var, engaged.exists()),
+        warnings=_warnings(exposures, equity, leverage, limits, last_var, engaged),
     )
 
 

@@ -13,13 +13,12 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import redirect, render
-from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
-from portal.choices import JobKind, JobStatus, Role
+from portal.choices import JobKind, Role
 from portal.errors import DomainError, NotFoundError
-from portal.jobs import job_download_token
+from portal.jobs import job_download_path
 from portal.models import Job
 from portal.web.trading_views import current_account
 from reports.exports import EXPORT_FORMATS, export_submit
@@ -58,9 +57,7 @@ class JobRow:
 
     @property
     def download_link(self) -> str | None:
-        if self.job.status != JobStatus.SUCCEEDED or not self.job.file_available:
-            return None
-        return f"{reverse('v1:job-download', kwargs={'pk': self.job.pk})}?token={job_download_token(self.job)}"
+        return job_download_path(self.job)
 
 
 def _report_choices(user) -> list[tuple[str, str]]:

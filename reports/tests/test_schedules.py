@@ -95,7 +95,7 @@ def test_a_firing_emails_each_recipient_once_with_the_report_attached(trader_acc
     (attachment,) = list(message.iter_attachments())
     assert attachment.get_content_type() == "text/csv"
     rows = list(csv.reader(io.StringIO(attachment.get_content())))
-    assert len(rows) >= 1  # the header; today's trade is outside the two days before today
+    assert len(rows) == 1 and rows[0][0] == "executed_at"  # the header: today's trade is not in the two days before
     run.job.refresh_from_db()
     assert ScheduledRun.objects.count() == 1 and run.job.status == JobStatus.SUCCEEDED
     assert EmailDelivery.objects.filter(run=run, sent_at__isnull=False).count() == 2

@@ -1,13 +1,10 @@
 """Serializers of identity & access endpoints (me, system info, API keys) and of jobs."""
 
-from urllib.parse import urlencode
-
-from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from portal.choices import ApiKeyScope, JobStatus
-from portal.jobs import job_download_token
+from portal.choices import ApiKeyScope
+from portal.jobs import job_download_path
 from portal.models import ApiKey, Job
 
 
@@ -145,9 +142,7 @@ class JobSerializer(serializers.ModelSerializer):
     @extend_schema_field(serializers.CharField(allow_null=True))
     def get_download_url(self, job: Job) -> str | None:
         request = self.context.get("request")
-        if request is None or request.user.pk != job.owner_id or not job.file_available:
+        if request is None or request.user.pk != job.owner_id:
             return None
-        if job.status != JobStatus.SUCCEEDED:
-            return None
-        path = reverse("v1:job-download", kwargs={"pk": job.pk})
-        return request.build_absolute_uri(f"{path}?{urlencode({'token': job_download_token(job)})}")
+        path = job_download_path(job)
+        return request.build_absolute_uri(path) if path is not None else None

@@ -167,6 +167,30 @@ def daphne_page(browser, daphne_url, console_errors):
 
 
 @pytest.fixture
+def daphne_login(daphne_url, daphne_page):
+    """`daphne_login(user)` signs `user` in on the daphne page through the real login page and
+    returns the page. daphne runs with the production settings, so the user's password is first
+    stored with the production hasher (the test's fast MD5 hash would not verify there)."""
+    from django.contrib.auth.hashers import make_password
+    from django.utils.module_loading import import_string
+
+    from portal.models import User
+    from portal.settings.base import PASSWORD_HASHERS
+
+    def sign_in(user):
+        production_hasher = import_string(PASSWORD_HASHERS[0])()
+        User.objects.filter(pk=user.pk).update(password=make_password(TEST_PASSWORD, hasher=production_hasher))
+        daphne_page.goto("/login/")
+        daphne_page.get_by_label("Username").fill(user.get_username())
+        daphne_page.get_by_label("Password").fill(TEST_PASSWORD)
+        daphne_page.get_by_role("button", name="Sign in").click()
+        daphne_page.wait_for_url(f"{daphne_url}/")
+        return daphne_page
+
+    return sign_in
+
+
+@pytest.fixture
 def page(context, request, artifacts_dir):
     page = context.new_page()
     yield page

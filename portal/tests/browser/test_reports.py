@@ -4,15 +4,10 @@ generate a PDF statement, watch its progress bar complete, download it and read 
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.hashers import make_password
 from django.utils import timezone
-from django.utils.module_loading import import_string
 from playwright.sync_api import expect
 from pypdf import PdfReader
 
-from conftest import TEST_PASSWORD
-from portal.models import User
-from portal.settings.base import PASSWORD_HASHERS
 from portal.tests.servers import CeleryWorker
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -26,21 +21,13 @@ def reports_worker(daphne_url, tmp_path):
 
 
 def test_a_trader_generates_a_pdf_statement_and_downloads_it(
-    funded_account, place, daphne_url, daphne_page, reports_worker, console_errors, artifacts_dir, tmp_path
+    funded_account, place, daphne_login, reports_worker, console_errors, artifacts_dir, tmp_path
 ):
     tina = funded_account("tina", USDT="5000")
     seller = funded_account("seller", BTC="3")
     place(seller, "SELL", qty="1.5", price="103.45")
     place(tina, "BUY", qty="1.5", price="103.45")
-    User.objects.filter(pk=tina.owner_id).update(
-        password=make_password(TEST_PASSWORD, hasher=import_string(PASSWORD_HASHERS[0])())
-    )
-    page = daphne_page
-    page.goto("/login/")
-    page.get_by_label("Username").fill("tina")
-    page.get_by_label("Password").fill(TEST_PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{daphne_url}/")
+    page = daphne_login(tina.owner)
     page.goto("/reports/")
     form = page.get_by_test_id("report-form")
     form.get_by_label("Report").select_option("statement")

@@ -4,13 +4,8 @@ watch the progress bar follow the job over the `jobs` stream, see VaR, ES, histo
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.hashers import make_password
-from django.utils.module_loading import import_string
 from playwright.sync_api import expect
 
-from conftest import TEST_PASSWORD
-from portal.models import User
-from portal.settings.base import PASSWORD_HASHERS
 from portal.tests.servers import CeleryWorker
 from riskmgmt.tests.test_var_runs import holder  # noqa: F401 - fixture
 
@@ -26,23 +21,13 @@ def risk_worker(daphne_url, tmp_path):
 
 def test_a_trader_runs_var_and_watches_it_complete(
     holder,  # noqa: F811
-    daphne_url,
-    daphne_page,
+    daphne_login,
     risk_worker,
     console_errors,
     artifacts_dir,
 ):
     alice, _ = holder
-    # daphne runs with the production settings: the test's fast MD5 hash would not verify there.
-    User.objects.filter(pk=alice.owner_id).update(
-        password=make_password(TEST_PASSWORD, hasher=import_string(PASSWORD_HASHERS[0])())
-    )
-    page = daphne_page
-    page.goto("/login/")
-    page.get_by_label("Username").fill("alice")
-    page.get_by_label("Password").fill(TEST_PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{daphne_url}/")
+    page = daphne_login(alice.owner)
     page.goto("/risk/")
     expect(page.get_by_test_id("exposures")).to_contain_text("BTCUSDT")
     expect(page.get_by_test_id("risk-warnings")).to_contain_text("No VaR has been computed")
@@ -64,17 +49,9 @@ def test_a_trader_runs_var_and_watches_it_complete(
     assert console_errors == []
 
 
-def test_a_bad_var_request_is_a_form_error(holder, daphne_url, daphne_page, console_errors):  # noqa: F811
+def test_a_bad_var_request_is_a_form_error(holder, daphne_login, console_errors):  # noqa: F811
     alice, _ = holder
-    User.objects.filter(pk=alice.owner_id).update(
-        password=make_password(TEST_PASSWORD, hasher=import_string(PASSWORD_HASHERS[0])())
-    )
-    page = daphne_page
-    page.goto("/login/")
-    page.get_by_label("Username").fill("alice")
-    page.get_by_label("Password").fill(TEST_PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{daphne_url}/")
+    page = daphne_login(alice.owner)
     page.goto("/risk/")
     page.get_by_label("Horizon (days)").fill("30")
     page.get_by_label("Lookback (days)").fill("20")

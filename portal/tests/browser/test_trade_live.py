@@ -7,15 +7,10 @@ import json
 import urllib.request
 
 import pytest
-from django.contrib.auth.hashers import make_password
-from django.utils.module_loading import import_string
 from playwright.sync_api import expect
 
-from conftest import TEST_PASSWORD
 from marketdata.history import history_backfill
 from portal.api_keys import api_key_create
-from portal.models import User
-from portal.settings.base import PASSWORD_HASHERS
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -33,23 +28,14 @@ def _order(base_url: str, key: str, account: int, side: str, qty: str, price: st
 
 
 def test_the_trade_page_is_live_over_the_websocket(
-    funded_account, market, daphne_url, daphne_page, console_errors, artifacts_dir
+    funded_account, market, daphne_url, daphne_login, console_errors, artifacts_dir
 ):
     history_backfill(instrument=market.btcusdt, days=1, seed=5)
     seller = funded_account("seller", BTC="5")
     tina = funded_account("tina", USDT="10000")
     seller_key = api_key_create(user=seller.owner, name="browser", scopes=["trade"]).raw_key
     tina_key = api_key_create(user=tina.owner, name="browser", scopes=["trade"]).raw_key
-    # daphne runs with the production settings: the test's fast MD5 hash would not verify there.
-    User.objects.filter(pk=tina.owner_id).update(
-        password=make_password(TEST_PASSWORD, hasher=import_string(PASSWORD_HASHERS[0])())
-    )
-    page = daphne_page
-    page.goto("/login/")
-    page.get_by_label("Username").fill("tina")
-    page.get_by_label("Password").fill(TEST_PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{daphne_url}/")
+    page = daphne_login(tina.owner)
     page.goto("/trade/?symbol=BTCUSDT")
     panel = page.locator("#market-panel")
     expect(panel).to_have_attribute("data-book-seq", "0")  # the book's snapshot came over the socket

@@ -16,7 +16,7 @@ from portal.api.pagination import CreatedCursorPagination
 from portal.api.v1.serializers import JobSerializer
 from portal.api.views import ApiViewSet
 from portal.errors import NotFoundError
-from portal.jobs import job_download_token
+from portal.jobs import job_download_path
 from portal.models import Job, User
 from reports.api.v1.report_serializers import ReportRequestSerializer, ReportScheduleSerializer
 from reports.models import ReportSchedule
@@ -86,10 +86,10 @@ class ReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet
     @action(detail=True, methods=["get"])
     def download(self, request, pk=None):
         job = self.get_object()
-        if job.owner_id != request.user.pk or not job.file_available:
+        link = job_download_path(job) if job.owner_id == request.user.pk else None
+        if link is None:
             raise NotFoundError("not_found", f"Report {pk} has no file of yours to download.")
-        link = reverse("v1:job-download", kwargs={"pk": job.pk})
-        return redirect(f"{link}?token={job_download_token(job)}")
+        return redirect(link)
 
 
 @extend_schema_view(

@@ -9,7 +9,6 @@ from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from marketdata.selectors import instrument_get
@@ -35,6 +34,7 @@ from riskmgmt.models import KillSwitch, RiskLimit, VarRun
 from riskmgmt.services import kill_switch_engage, kill_switch_release, risk_limit_delete, risk_limit_set
 from riskmgmt.var_runs import var_run_submit, var_runs_visible_to
 from trading.analytics import analytics_account
+from trading.api.v1.analytics_serializers import AccountQuerySerializer
 from trading.models import TradingAccount
 
 
@@ -193,17 +193,16 @@ class VarRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet
 
 def _account_asked(request) -> TradingAccount:
     """`?account=<id>` among the user's visible accounts, else their default account."""
-    wanted = request.query_params.get("account")
-    if wanted is not None and not wanted.isdigit():
-        raise ValidationError({"account": ["An account id is a number."]})
-    return analytics_account(user=cast(User, request.user), account_id=int(wanted) if wanted else None)
+    query = AccountQuerySerializer(data=request.query_params)
+    query.is_valid(raise_exception=True)
+    return analytics_account(user=cast(User, request.user), account_id=query.validated_data.get("account"))
 
 
 class RiskAssessmentView(ApiView):
     @extend_schema(
         operation_id="risk_assessment_retrieve",
         summary="An account's exposures, concentration, leverage, limits, last VaR, risk score and warnings",
-        parameters=[OpenApiParameter("account", int, description="Default: your first active account.")],
+        parameters=[AccountQuerySerializer],
         responses={200: RiskAssessmentSerializer, **PROBLEM_RESPONSES},
     )
     def get(self, request):
@@ -214,7 +213,7 @@ class RiskLimitsOfAccountView(ApiView):
     @extend_schema(
         operation_id="risk_limits_of_account",
         summary="The limits that apply to an account (tightest of venue, instrument, account) and how close each is",
-        parameters=[OpenApiParameter("account", int, description="Default: your first active account.")],
+        parameters=[AccountQuerySerializer],
         responses={200: LimitUsageSerializer(many=True), **PROBLEM_RESPONSES},
     )
     def get(self, request):
