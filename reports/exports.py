@@ -3,18 +3,15 @@ point 7): `export_submit` checks a request and queues its job, `export_execute` 
 `export_write` the part of it that reads the rows and writes the file (bench/export times it).
 The HTTP side lives in reports/api/v1, the job machinery in portal.jobs.
 
-Memory stays flat whatever the row count: rows are read in slices of the dataset's ascending key
-and written to the file as they arrive. On PostgreSQL a CSV slice is one
-`COPY (SELECT …) TO STDOUT WITH (FORMAT csv)` whose output goes to the file chunk by chunk; the
-other formats, and CSV on SQLite (embedded mode), read pages of `PAGE_ROWS` rows through the ORM.
-
-Why slices rather than one statement: the job reports its progress, and learns that its owner
-canceled it, by writing its own row on the same database connection, and a connection that is
-streaming a statement can run nothing else. Between two slices it is free, and in a worker each
-progress write commits at once. What that means for the rows: an export holds the rows whose key
-was at most the largest key when it started (rows added later are left out; none is repeated or
-skipped), each slice read at its own moment, so an order that changed meanwhile appears as it was
-when its slice was read. Audit events and trades never change.
+Memory stays flat whatever the row count: rows are written to the file as they arrive. On
+PostgreSQL a CSV export is one `COPY (SELECT …) TO STDOUT WITH (FORMAT csv)`, run by a reader
+process that holds psycopg and nothing else (`reports.copy_stream`, about 35 MB against a Django
+worker's 80) and appends its output to the file; the job's own connection meanwhile reports its
+progress and learns of a cancel. The file holds the rows of one snapshot of the database. The
+other formats, and CSV on SQLite (embedded mode), read pages of `PAGE_ROWS` rows through the ORM,
+in key order, up to the largest key there was when the export started (rows added later are left
+out, none is repeated or skipped; an order that changed meanwhile appears as it was when its page
+was read; audit events and trades never change).
 
 File formats (the same columns in each, in the order of `*_COLUMNS`, rows in key order):
 
@@ -29,6 +26,9 @@ from __future__ import annotations
 
 import csv
 import json
+import signal
+import subprocess
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -37,8 +37,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import IO, Any
 
-from django.db import connection, transaction
-from django.db.models import Case, Count, Expression, F, JSONField, Max, Min, QuerySet, Value, When
+import psycopg
+import structlog
+from django.conf import settings
+from django.db import OperationalError, connection
+from django.db.models import Case, Count, Expression, F, JSONField, Max, QuerySet, Value, When
 from django.utils import timezone
 
 from audit.models import AuditEvent
@@ -57,6 +60,8 @@ from trading.selectors import (
     trades_visible_to,
 )
 
+logger = structlog.get_logger("reports")
+
 EXPORT_DATASETS = ("audit", "orders", "trades")
 EXPORT_FORMATS = ("csv", "json", "ndjson")
 #: Filters each dataset takes (besides `start` and `end`, which every dataset takes).
@@ -65,8 +70,6 @@ DATASET_FILTERS: dict[str, tuple[str, ...]] = {
     "orders": ("account", "symbol"),
     "trades": ("account", "symbol"),
 }
-#: Keys one `COPY` slice covers: 100k rows of a dense key, about 0.1 s of PostgreSQL's time.
-COPY_KEYS = 100_000
 #: Rows one ORM page holds in memory (a few MB of audit events with their before / after).
 PAGE_ROWS = 2_000
 #: Bytes buffered before a write to the file.
@@ -131,6 +134,12 @@ VENUE_TRADE_COLUMNS: tuple[Column, ...] = (
 )
 _TIME_FIELD = {"audit": "occurred_at", "orders": "created_at", "trades": "executed_at"}
 _KEY = {"audit": "seq", "orders": "id", "trades": "id"}
+
+
+class ExportFailed(Exception):
+    """The database or the reader process failed while the rows were read: the job fails with
+    this message."""
+
 
 #: Called with the percent done and a message; may raise to stop the export (a canceled job).
 Progress = Callable[[float, str], None]
@@ -359,10 +368,10 @@ def export_execute(run: JobRun) -> None:
 def export_write(source: ExportSource, *, format: str, path: Path, progress: Progress | None = None) -> int:
     """Write the rows of `source` to `path` in `format`; returns how many there were.
 
-    One COUNT first (with the key's bounds, in the same statement) gives the percentages; progress
-    is reported after each slice, by rows written."""
-    bounds = source.rows.aggregate(total=Count("pk"), first=Min(source.key), last=Max(source.key))
-    total, first, last = bounds["total"], bounds["first"], bounds["last"]
+    One COUNT first (with the largest key, in the same statement) gives the percentages; progress
+    is reported by rows written."""
+    bounds = source.rows.aggregate(total=Count("pk"), last=Max(source.key))
+    total, last = bounds["total"], bounds["last"]
 
     def done(rows: int) -> None:
         if progress is not None and total:
@@ -371,7 +380,7 @@ def export_write(source: ExportSource, *, format: str, path: Path, progress: Pro
     if format == "csv" and connection.vendor == "postgresql":
         with path.open("wb", buffering=WRITE_BUFFER) as binary:
             binary.write(_csv_header(source.names).encode())
-            return _copy_slices(source, binary, first, last, done)
+        return _copy_by_reader(source, path, done)
     with path.open("w", encoding="utf-8", newline="", buffering=WRITE_BUFFER) as text:
         writer = _WRITERS[format](text, source)
         written = _pages(source, writer, last, done)
@@ -379,27 +388,55 @@ def export_write(source: ExportSource, *, format: str, path: Path, progress: Pro
         return written
 
 
-def _copy_slices(
-    source: ExportSource, out: IO[bytes], first: int | None, last: int | None, done: Callable[[int], None]
-) -> int:
-    """PostgreSQL writes the CSV: one COPY per slice of COPY_KEYS keys, its output copied to `out`
-    as psycopg receives it. Each slice runs in its own (sub)transaction, so a failed one leaves
-    the connection usable for failing the job, whatever transaction the job runs in."""
-    if first is None or last is None:
-        return 0
-    written = 0
-    for low in range(first, last + 1, COPY_KEYS):
-        slice_ = {f"{source.key}__gte": low, f"{source.key}__lte": min(low + COPY_KEYS - 1, last)}
-        sql, params = source.select(**slice_).query.sql_with_params()
-        with transaction.atomic(), connection.cursor() as cursor, connection.wrap_database_errors:
-            raw = cursor.cursor  # psycopg's own cursor: Django's wrapper has no COPY
-            # The ORM's SQL, its values bound by psycopg (never formatted in here).
-            with raw.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", params) as copy:  # noqa: S608
-                for chunk in copy:
-                    out.write(chunk)
-            written += raw.rowcount
-        done(written)
-    return written
+def _copy_by_reader(source: ExportSource, path: Path, done: Callable[[int], None]) -> int:
+    """PostgreSQL writes the CSV, and a reader process of its own (`reports.copy_stream`) appends
+    it to `path` over its own connection: one COPY of the whole selection. Its reports of the rows
+    written so far become the job's progress; a cancel (raised by `done`) or any other way out of
+    here kills it. A lost connection is raised as Django's OperationalError (the task retries),
+    any other failure as ExportFailed."""
+    sql, params = source.select().query.sql_with_params()
+    connection.ensure_connection()
+    raw = connection.connection  # psycopg's own connection: it binds the ORM's values (never formatted in here)
+    order = {
+        "conninfo": raw.info.dsn,
+        "password": raw.info.password,
+        "statement": psycopg.ClientCursor(raw).mogrify(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", params),
+        "path": str(path),
+    }
+    last: dict[str, Any] = {}
+    with subprocess.Popen(  # noqa: S603 - our own module, run by our own interpreter
+        [sys.executable, "-m", "reports.copy_stream"],
+        cwd=settings.BASE_DIR,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as reader:
+        stdin, stdout, stderr = reader.stdin, reader.stdout, reader.stderr
+        assert stdin and stdout and stderr  # noqa: S101 - all three are pipes; for the type checker
+        try:
+            stdin.write(json.dumps(order) + "\n")
+            stdin.flush()
+            for line in stdout:
+                last = json.loads(line)
+                if "rows" in last:
+                    done(last["rows"])
+        finally:
+            if reader.poll() is None and "done" not in last:
+                reader.kill()
+        complaint = stderr.read().strip()
+    returncode = reader.returncode
+    if "done" in last:
+        logger.info("export_read", rows=last["done"], reader_peak_rss_kb=last["peak_rss_kb"])
+        return last["done"]
+    if last.get("connection_lost"):
+        raise OperationalError(f"The export's database connection was lost: {last['error']}")
+    if "error" in last:
+        raise ExportFailed(f"{last['class']}: {last['error']}")
+    if returncode < 0:
+        raise ExportFailed(f"The export's reader was killed by {signal.Signals(-returncode).name}.")
+    cause = complaint.splitlines()[-1] if complaint else "no message"
+    raise ExportFailed(f"The export's reader exited with status {returncode}: {cause}")
 
 
 def _pages(source: ExportSource, writer: _Writer, last: int | None, done: Callable[[int], None]) -> int:

@@ -1,14 +1,21 @@
 """Exports through the API and their job: every format reads back to the rows in the database,
 filters narrow them, a trader gets only their own rows (and only their side of a trade), bad
-requests are refused before anything is queued, and a failure mid-export leaves no file."""
+requests are refused before anything is queued, and a failure mid-export leaves no file.
+
+On PostgreSQL a CSV export is read by a process of its own over its own connection, which sees
+only what is committed: these tests commit (`transaction=True`)."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import os
 import re
+import signal
 import sqlite3
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -20,13 +27,16 @@ from django.db import connection
 from django.db.backends.sqlite3.base import SQLiteCursorWrapper
 
 from audit.models import AuditEvent
+from marketdata.models import Instrument
 from portal.choices import JobKind, JobStatus, Role
 from portal.errors import DomainError
-from portal.jobs import job_execute
+from portal.jobs import JobCanceled, job_execute
 from portal.models import Job
 from portal.users import user_set_role
-from reports.exports import export_execute, export_submit
+from reports.exports import ExportRequest, export_execute, export_source, export_submit, export_write
 from trading.models import Order, Trade
+
+pytestmark = pytest.mark.django_db(transaction=True)
 
 FORMATS = ("csv", "json", "ndjson")
 #: How PostgreSQL's COPY writes a timestamptz in UTC; the SQLite fallback must write the same.
@@ -398,35 +408,54 @@ def test_an_export_of_no_rows_is_a_valid_file(desk, key_client, run_export, form
 # -- failures ---------------------------------------------------------------------------------
 
 
+def _reader_processes() -> list[int]:
+    """This test process's children that are an export's reader (`reports.copy_stream`)."""
+    readers = []
+    for task in Path("/proc/self/task").iterdir():
+        for pid in (task / "children").read_text().split():
+            try:
+                if b"reports.copy_stream" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    readers.append(int(pid))
+            except OSError:  # it ended meanwhile
+                continue
+    return readers
+
+
 @pytest.fixture
-def database_fails_mid_export(monkeypatch):
-    """The database driver fails while it hands over the exported orders: on PostgreSQL after
-    COPY's first row (the file already has its header and that row), on SQLite when the page is
-    read (the file has its header)."""
+def export_fails_midway(monkeypatch):
+    """The orders export fails after its file was begun (it has its header), and the fixture
+    gives the words the job's error must hold. On PostgreSQL the reader process dies the moment
+    it starts, killed as the kernel's out-of-memory killer would; on SQLite the database reports a
+    corrupt page when the orders are read."""
     if connection.vendor == "postgresql":
-        read = psycopg.Copy.read
-        delivered: list[bytes] = []
+        stop = threading.Event()
 
-        def failing_read(self):
-            if delivered:
-                raise psycopg.errors.DataCorrupted("could not read block 7 of relation trading_order")
-            delivered.append(bytes(read(self)))
-            return delivered[-1]
+        def kill_the_reader() -> None:
+            while not stop.is_set():
+                for pid in _reader_processes():
+                    os.kill(pid, signal.SIGKILL)
+                    return
+                time.sleep(0.001)
 
-        monkeypatch.setattr(psycopg.Copy, "read", failing_read)
-    else:
-        execute = SQLiteCursorWrapper.execute
+        watcher = threading.Thread(target=kill_the_reader, daemon=True)
+        watcher.start()
+        yield "The export's reader was killed by SIGKILL"
+        stop.set()
+        watcher.join()
+        return
+    execute = SQLiteCursorWrapper.execute
 
-        def failing_execute(self, query, params=None):
-            if 'FROM "trading_order"' in query and " LIMIT " in query:
-                raise sqlite3.DatabaseError("database disk image is malformed")
-            return execute(self, query, params)
+    def failing_execute(self, query, params=None):
+        if 'FROM "trading_order"' in query and " LIMIT " in query:
+            raise sqlite3.DatabaseError("database disk image is malformed")
+        return execute(self, query, params)
 
-        monkeypatch.setattr(SQLiteCursorWrapper, "execute", failing_execute)
+    monkeypatch.setattr(SQLiteCursorWrapper, "execute", failing_execute)
+    yield "database disk image is malformed"
 
 
-def test_a_database_failure_mid_export_fails_the_job_and_leaves_no_file(
-    desk, key_client, jobs_inline, database_fails_mid_export
+def test_an_export_that_fails_midway_fails_the_job_and_leaves_no_file(
+    desk, key_client, jobs_inline, export_fails_midway
 ):
     client = key_client(desk["alice"].owner)
     with jobs_inline():
@@ -434,10 +463,31 @@ def test_a_database_failure_mid_export_fails_the_job_and_leaves_no_file(
 
     job = client.get(response["Location"]).json()
     assert job["status"] == JobStatus.FAILED
-    assert "malformed" in job["error"] or "could not read block" in job["error"]
+    assert export_fails_midway in job["error"]
     assert job["download_url"] is None and job["result"] is None
     assert Job.objects.get(pk=job["id"]).result_file == ""
     assert not list((Path(settings.MEDIA_ROOT) / "jobs" / job["id"]).rglob("*"))
+
+
+@pytest.mark.postgres
+def test_a_canceled_csv_export_stops_its_reader_at_once(desk, tmp_path):
+    """The reader waits on a lock the orders' COUNT does not need (the instruments, for the
+    symbol column), reports no rows yet, and the job is canceled at that report: the reader
+    is killed and the cancel reaches the job's body."""
+    source = export_source(user=desk["alice"].owner, request=ExportRequest(dataset="orders", format="csv"))
+    reports: list[int] = []
+
+    def canceled(percent: float, message: str) -> None:
+        reports.append(len(_reader_processes()))
+        raise JobCanceled
+
+    with psycopg.connect(connection.connection.info.dsn) as locker:
+        locker.execute(f"LOCK TABLE {Instrument._meta.db_table} IN ACCESS EXCLUSIVE MODE")  # until it ends
+        with pytest.raises(JobCanceled):
+            export_write(source, format="csv", path=tmp_path / "orders.csv", progress=canceled)
+        assert _reader_processes() == []
+
+    assert reports == [1]
 
 
 # -- the list ---------------------------------------------------------------------------------
