@@ -26,6 +26,7 @@ class JobKind(models.TextChoices):
     REPORT = "report", "Report"
     EXPORT = "export", "Export"
     RECONCILE = "reconcile", "Reconciliation"
+    BACKTEST = "backtest", "Backtest"
 
 
 class JobStatus(models.TextChoices):

@@ -56,6 +56,7 @@ JOB_TASKS: dict[str, str] = {
     JobKind.REPORT: "reports.report_build",
     JobKind.EXPORT: "reports.export_build",
     JobKind.RECONCILE: "trading.reconcile_job",
+    JobKind.BACKTEST: "trading.backtest_run",
 }
 #: A job whose worker died this many times is failed instead of being claimed again (a job
 #: that kills its worker must not kill every worker in turn).

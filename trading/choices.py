@@ -68,3 +68,10 @@ class LedgerKind(models.TextChoices):
     TRADE = "TRADE", "Trade settlement"
     FEE = "FEE", "Trading fee"
     ADJUSTMENT = "ADJUSTMENT", "Adjustment"
+
+
+class StrategyStatus(models.TextChoices):
+    STOPPED = "stopped", "Stopped"
+    RUNNING = "running", "Running"
+    ERROR = "error", "Stopped by an error"
+    FINISHED = "finished", "Finished its work"

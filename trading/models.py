@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
-from marketdata.models import Asset, Instrument, Venue
+from marketdata.models import Asset, CandleInterval, Instrument, Venue
 from portal.decimals import ZERO, AmountField, RateField
 from trading.choices import (
     OPEN_STATUSES,
@@ -20,6 +20,7 @@ from trading.choices import (
     OrderType,
     SelfTradePrevention,
     Side,
+    StrategyStatus,
     TimeInForce,
 )
 
@@ -177,6 +178,14 @@ class Order(models.Model):
     is_working = models.BooleanField(default=True)
     priority = models.BigIntegerField(null=True, blank=True)
     replaces = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    strategy = models.ForeignKey(
+        "trading.Strategy",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="orders",
+        help_text="The strategy that placed it, on behalf of the account's owner.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     done_at = models.DateTimeField(null=True, blank=True)
@@ -303,3 +312,147 @@ class Position(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account_id}/{self.instrument_id}: {self.quantity} @ {self.average_price}"
+
+
+class Strategy(models.Model):
+    """An automated strategy of a trader: a type from the catalogue (trading.strategies.builtin)
+    with its parameters, the account and instrument it trades, the bars it sees, and its own risk
+    caps. The live runner (trading.strategies.runner) drives the running ones; `state` is what the
+    strategy keeps across a restart, `last_bar_at` the open time of the last bar it was given,
+    `run` counts its starts (its orders' client ids carry it). Position and P&L are those of its
+    own fills, kept up to date by the runner."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="strategies")
+    account = models.ForeignKey(TradingAccount, on_delete=models.PROTECT, related_name="strategies")
+    instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="+")
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=32)
+    params = models.JSONField()
+    interval = models.CharField(max_length=3, choices=CandleInterval.choices, default=CandleInterval.M1)
+    max_position = AmountField(null=True, blank=True, help_text="Base quantity the strategy may hold at most.")
+    max_order_qty = AmountField(null=True, blank=True, help_text="Base quantity of one order at most.")
+    max_daily_loss = AmountField(
+        null=True, blank=True, help_text="Quote lost since 00:00 UTC after which it only reduces its position."
+    )
+    status = models.CharField(max_length=8, choices=StrategyStatus.choices, default=StrategyStatus.STOPPED)
+    error = models.TextField(blank=True)
+    state = models.JSONField(default=dict, blank=True)
+    last_bar_at = models.DateTimeField(null=True, blank=True)
+    run = models.PositiveIntegerField(default=0)
+    position = AmountField(default=ZERO)
+    average_price = AmountField(default=ZERO)
+    realized_pnl = AmountField(default=ZERO)
+    fees_paid = AmountField(default=ZERO)
+    started_at = models.DateTimeField(null=True, blank=True)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="strategy_name_unique_per_owner"),
+        ]
+        indexes = [models.Index(fields=["status"], name="strategy_status_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind} on {self.instrument_id})"
+
+
+class StrategyLogLine(models.Model):
+    """A line of a strategy's log: what the runner or the strategy said (a refusal, an error with
+    its traceback)."""
+
+    class Level(models.TextChoices):
+        INFO = "info", "Info"
+        WARNING = "warning", "Warning"
+        ERROR = "error", "Error"
+
+    strategy = models.ForeignKey(Strategy, on_delete=models.CASCADE, related_name="log_lines")
+    at = models.DateTimeField(auto_now_add=True)
+    level = models.CharField(max_length=8, choices=Level.choices, default=Level.INFO)
+    message = models.TextField()
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["strategy", "-id"], name="strategy_log_recent_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.level}: {self.message[:80]}"
+
+
+class StrategyMark(models.Model):
+    """A strategy's position and P&L at a bar's close, for its P&L over time."""
+
+    strategy = models.ForeignKey(Strategy, on_delete=models.CASCADE, related_name="marks")
+    at = models.DateTimeField()
+    position = AmountField()
+    price = AmountField()
+    realized_pnl = AmountField()
+    pnl = AmountField(help_text="Realized plus unrealized at `price`.")
+
+    class Meta:
+        ordering = ["strategy", "at"]
+        constraints = [models.UniqueConstraint(fields=["strategy", "at"], name="strategy_mark_unique_per_bar")]
+
+    def __str__(self) -> str:
+        return f"{self.strategy_id} at {self.at:%Y-%m-%d %H:%M}: {self.pnl}"
+
+
+class Backtest(models.Model):
+    """A strategy type run over stored candles (trading.strategies.backtests): its inputs as they
+    were requested (the instrument's fees frozen, a digest of the candles read), and once its job
+    succeeded its metrics, its equity and drawdown (at most `EQUITY_POINTS` points) and its fills."""
+
+    job = models.OneToOneField("portal.Job", on_delete=models.PROTECT, related_name="backtest")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="backtests")
+    strategy = models.ForeignKey(Strategy, null=True, blank=True, on_delete=models.SET_NULL, related_name="backtests")
+    name = models.CharField(max_length=100, blank=True)
+    kind = models.CharField(max_length=32)
+    params = models.JSONField()
+    instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="+")
+    interval = models.CharField(max_length=3, choices=CandleInterval.choices)
+    start = models.DateTimeField()
+    end = models.DateTimeField()
+    starting_balance = AmountField(help_text="Quote asset at the start.")
+    slippage_bps = models.DecimalField(max_digits=8, decimal_places=2)
+    maker_fee_rate = RateField()
+    taker_fee_rate = RateField()
+    max_position = AmountField(null=True, blank=True)
+    max_order_qty = AmountField(null=True, blank=True)
+    max_daily_loss = AmountField(null=True, blank=True)
+    bars = models.PositiveIntegerField(default=0)
+    candles_digest = models.CharField(max_length=64, blank=True)
+    metrics = models.JSONField(null=True, blank=True)
+    equity = models.JSONField(null=True, blank=True, help_text="{time, equity, drawdown, close}: parallel lists.")
+    log = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["owner", "-created_at"], name="backtest_owner_recent_idx")]
+
+    def __str__(self) -> str:
+        return f"Backtest {self.kind} {self.instrument_id} {self.start:%Y-%m-%d}–{self.end:%Y-%m-%d}"
+
+
+class BacktestFill(models.Model):
+    """One fill of a backtest, in order; `realized_pnl` when it reduced the position."""
+
+    backtest = models.ForeignKey(Backtest, on_delete=models.CASCADE, related_name="fills")
+    seq = models.PositiveIntegerField()
+    at = models.DateTimeField()
+    side = models.CharField(max_length=4, choices=Side.choices)
+    price = AmountField()
+    quantity = AmountField()
+    fee = AmountField()
+    realized_pnl = AmountField(null=True, blank=True)
+    position = AmountField(help_text="The strategy's position after it.")
+
+    class Meta:
+        ordering = ["backtest", "seq"]
+        constraints = [models.UniqueConstraint(fields=["backtest", "seq"], name="backtest_fill_unique_seq")]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.side} {self.quantity} @ {self.price}"

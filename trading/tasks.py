@@ -7,7 +7,9 @@ from celery import shared_task
 
 from audit.services import audit_record
 from portal.alerts import operators_alert
+from portal.jobs import JOB_TASK_OPTIONS, job_execute
 from trading.reconcile import reconcile_run
+from trading.strategies.backtests import backtest_execute
 
 logger = structlog.get_logger("trading.reconcile")
 
@@ -33,3 +35,9 @@ def reconcile() -> dict:
             ),
         )
     return summary
+
+
+@shared_task(name="trading.backtest_run", soft_time_limit=900, time_limit=960, **JOB_TASK_OPTIONS)
+def backtest_run(job_id: str) -> None:
+    """A backtest's job (queue `risk`)."""
+    job_execute(job_id, backtest_execute)

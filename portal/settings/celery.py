@@ -32,6 +32,7 @@ CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILI
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "riskmgmt.var_run": {"queue": "risk"},
+    "trading.backtest_run": {"queue": "risk"},
     "reports.report_build": {"queue": "reports"},
     "reports.schedule_run": {"queue": "reports"},
     "reports.export_build": {"queue": "exports"},

@@ -356,3 +356,13 @@ def _placed(ctx: StrategyContext, ref: str | None) -> Decimal:
 CATALOGUE: dict[str, type[Strategy]] = {
     kind.name: kind for kind in (MovingAverageCrossover, RsiMeanReversion, GridTrading, Twap, MarketMaker)
 }
+
+
+def strategy_type_get(name: str) -> type[Strategy]:
+    """The catalogue's type `name`; a 400 naming the known ones otherwise."""
+    kind = CATALOGUE.get(name)
+    if kind is None:
+        known = ", ".join(sorted(CATALOGUE))
+        message = f"No strategy type {name!r}: {known}."
+        raise StrategyError("unknown_type", message, errors={"kind": [f"One of {known}."]})
+    return kind

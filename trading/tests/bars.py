@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import numpy as np
@@ -55,4 +56,40 @@ def random_walk(count: int, *, seed: int, start: float = 100.0, sigma: float = 0
         highs=np.round(np.maximum(open_, close) + wick[0], 2).tolist(),
         lows=np.round(np.minimum(open_, close) - wick[1], 2).tolist(),
         interval=interval,
+    )
+
+
+def candles_store(instrument, candles: Candles, *, interval: str = "1m") -> None:
+    """Store `candles` as the instrument's history (their open times, prices as Decimals)."""
+    from marketdata.models import Candle, CandleOrigin
+
+    def money(value: float) -> Decimal:
+        return Decimal(repr(value))
+
+    Candle.objects.bulk_create(
+        (
+            Candle(
+                instrument=instrument,
+                interval=interval,
+                open_time=datetime.fromtimestamp(int(time), tz=UTC),
+                open=money(open_),
+                high=money(high),
+                low=money(low),
+                close=money(close),
+                volume=money(volume),
+                quote_volume=money(volume * close),
+                trade_count=1,
+                origin=CandleOrigin.BACKFILL,
+            )
+            for time, open_, high, low, close, volume in zip(
+                candles.time.tolist(),
+                candles.open.tolist(),
+                candles.high.tolist(),
+                candles.low.tolist(),
+                candles.close.tolist(),
+                candles.volume.tolist(),
+                strict=True,
+            )
+        ),
+        batch_size=5000,
     )
