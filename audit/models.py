@@ -31,6 +31,7 @@ class AuditEvent(models.Model):
         API_KEY = "api_key", "API key"
         SYSTEM = "system", "System"
         ANONYMOUS = "anonymous", "Anonymous"
+        STRATEGY = "strategy", "Strategy (on behalf of its owner)"
 
     seq = models.PositiveBigIntegerField(unique=True, editable=False)
     occurred_at = models.DateTimeField(editable=False, db_index=True)

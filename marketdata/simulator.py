@@ -21,18 +21,13 @@ reference price, the book and the balances are in the database.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import hashlib
 import math
 import random
-import tempfile
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
-from typing import IO, Any
 
 import structlog
 from django.conf import settings
@@ -41,6 +36,7 @@ from django.db import connection
 
 from marketdata.models import Instrument, InstrumentStatus
 from portal.choices import Role
+from portal.claims import AdvisoryClaims
 from portal.decimals import floor_to
 from portal.users import user_set_role
 from trading.choices import OPEN_STATUSES, AccountKind, OrderType, Side, TimeInForce
@@ -236,54 +232,9 @@ class InstrumentDriver:
         )
 
 
-class InstrumentClaims:
-    """Which instruments this simulator drives: one lock per instrument, held until the
-    process (or its database connection) ends."""
-
-    def __init__(self) -> None:
-        self._held: set[int] = set()
-        self._files: dict[int, IO[Any]] = {}
-        self._session: object | None = None
-
-    def claim(self, instrument_ids: Iterable[int]) -> set[int]:
-        """Try to take every instrument not held yet; the ids held now."""
-        if connection.vendor == "postgresql":
-            connection.ensure_connection()
-            if self._session is not connection.connection:  # a new connection holds none of our locks
-                self._held.clear()
-                self._session = connection.connection
-            for instrument_id in set(instrument_ids) - self._held:
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [_LOCK_CLASS, instrument_id])
-                    if cursor.fetchone()[0]:
-                        self._held.add(instrument_id)
-        else:
-            for instrument_id in set(instrument_ids) - self._held:
-                if self._lock_file(instrument_id):
-                    self._held.add(instrument_id)
-        return set(self._held)
-
-    def _lock_file(self, instrument_id: int) -> bool:
-        database = hashlib.sha256(str(connection.settings_dict["NAME"]).encode()).hexdigest()[:16]
-        path = Path(tempfile.gettempdir()) / f"tradeport-simulator-{database}-{instrument_id}.lock"
-        handle = path.open("a")  # noqa: SIM115 - held open while the lock is held
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.close()
-            return False
-        self._files[instrument_id] = handle
-        return True
-
-    def release(self) -> None:
-        if connection.vendor == "postgresql" and self._held and self._session is connection.connection:
-            with connection.cursor() as cursor:
-                for instrument_id in self._held:
-                    cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_LOCK_CLASS, instrument_id])
-        for handle in self._files.values():
-            handle.close()
-        self._held.clear()
-        self._files.clear()
+def instrument_claims() -> AdvisoryClaims:
+    """The instruments this process's simulator drives: one lock each (portal.claims)."""
+    return AdvisoryClaims(_LOCK_CLASS, "simulator")
 
 
 class Simulator:
@@ -293,7 +244,7 @@ class Simulator:
         self.symbols = {s.upper() for s in symbols} if symbols else None
         self.config = config or SimulatorSettings.from_settings()
         self.rng = random.Random(seed)  # noqa: S311 - a simulation, reproducible by its seed
-        self.claims = InstrumentClaims()
+        self.claims = instrument_claims()
         self.drivers: dict[int, InstrumentDriver] = {}
         self._accounts: tuple[TradingAccount, TradingAccount] | None = None
 

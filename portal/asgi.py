@@ -19,6 +19,9 @@ if settings.EMBEDDED and settings.EMBEDDED_BACKGROUND:
         from marketdata.simulator import simulator_start_embedded
 
         simulator_start_embedded()
+    from trading.strategies.runner import strategy_runner_start_embedded
+
+    strategy_runner_start_embedded()
 
 from portal.routing import websocket_application  # noqa: E402
 

@@ -21,10 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db.models import Q
-
 from riskmgmt.checks import limits_effective
-from riskmgmt.models import KillSwitch, VarRun
+from riskmgmt.models import VarRun
+from riskmgmt.selectors import kill_switch_engaged
 from trading.analytics import portfolio_summary
 from trading.models import Position, TradingAccount
 from trading.selectors import open_order_count, realized_pnl_today
@@ -122,11 +121,7 @@ def risk_assessment(account: TradingAccount) -> RiskAssessment:
     leverage = (gross / equity).quantize(Decimal("0.0001")) if equity > 0 else None
     concentration = max((row.share for row in exposures), default=ZERO)
     limits = risk_limits_of(account)
-    engaged = (
-        KillSwitch.objects.filter(released_at__isnull=True)
-        .filter(Q(account=account) | Q(account__isnull=True))
-        .exists()
-    )
+    engaged = kill_switch_engaged(account=account)
     last_var = (
         VarRun.objects.filter(account=account, var__isnull=False).select_related("job").order_by("-created_at").first()
     )

@@ -19,6 +19,7 @@ from riskmgmt.checks import LIMIT_FIELDS
 from riskmgmt.models import KillSwitch, RiskLimit, risk_limit_scope_key
 from trading.models import TradingAccount
 from trading.services import order_cancel_all
+from trading.strategies.services import strategies_stop_for_kill_switch
 from trading.transactions import atomic_with_retry
 
 
@@ -71,8 +72,9 @@ def instrument_status_set(*, instrument: Instrument, status: str, reason: str, a
 
 
 def kill_switch_engage(*, account: TradingAccount | None, reason: str, actor: Any) -> KillSwitch:
-    """Engage the kill switch of the venue (account=None) or one account: every open order in
-    scope is canceled in the same transaction, and new ones are refused until release."""
+    """Engage the kill switch of the venue (account=None) or one account: the running strategies
+    in scope are stopped and every open order in scope is canceled in the same transaction, and
+    new ones are refused until release."""
     reason = _reason_required(reason)
     scope_key = f"account:{account.pk}" if account is not None else "venue"
 
@@ -86,6 +88,7 @@ def kill_switch_engage(*, account: TradingAccount | None, reason: str, actor: An
             raise ConflictError(
                 "KILL_SWITCH_ENGAGED", "A kill switch is already engaged for this scope.", extra={"scope": scope_key}
             ) from error
+        strategies = strategies_stop_for_kill_switch(account=account, actor=actor)
         canceled = order_cancel_all(
             account_ids=[account.pk] if account is not None else None, actor=actor, reason="kill switch"
         )
@@ -95,7 +98,12 @@ def kill_switch_engage(*, account: TradingAccount | None, reason: str, actor: An
             action="kill_switch.engage",
             actor=actor,
             target=switch,
-            after={"scope": scope_key, "reason": reason, "canceled_orders": len(canceled)},
+            after={
+                "scope": scope_key,
+                "reason": reason,
+                "canceled_orders": len(canceled),
+                "stopped_strategies": strategies,
+            },
         )
         return switch
 

@@ -337,6 +337,9 @@ class Strategy(models.Model):
     status = models.CharField(max_length=8, choices=StrategyStatus.choices, default=StrategyStatus.STOPPED)
     error = models.TextField(blank=True)
     state = models.JSONField(default=dict, blank=True)
+    runner_state = models.JSONField(
+        default=dict, blank=True, help_text="The runner's own: the last trade seen, today's starting P&L."
+    )
     last_bar_at = models.DateTimeField(null=True, blank=True)
     run = models.PositiveIntegerField(default=0)
     position = AmountField(default=ZERO)

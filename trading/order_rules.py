@@ -102,24 +102,27 @@ def _validate_filters(request: OrderRequest, instrument: Instrument) -> None:
     for name in ("price", "stop_price"):
         value = getattr(request, name)
         if value is not None and not is_multiple_of(value, tick):
-            raise OrderRejected("TICK_SIZE", f"{name} {value} is not a multiple of the tick size {tick.normalize()}.")
+            raise OrderRejected("TICK_SIZE", f"{name} {value} is not a multiple of the tick size {tick.normalize():f}.")
     if request.quantity is not None:
         quantity = request.quantity
         if not is_multiple_of(quantity, lot):
-            raise OrderRejected("LOT_SIZE", f"Quantity {quantity} is not a multiple of the lot size {lot.normalize()}.")
+            raise OrderRejected(
+                "LOT_SIZE", f"Quantity {quantity} is not a multiple of the lot size {lot.normalize():f}."
+            )
         if quantity < instrument.min_qty:
             raise OrderRejected(
-                "LOT_SIZE", f"Quantity {quantity} is below the minimum {instrument.min_qty.normalize()}."
+                "LOT_SIZE", f"Quantity {quantity} is below the minimum {instrument.min_qty.normalize():f}."
             )
         if quantity > instrument.max_qty:
             raise OrderRejected(
-                "LOT_SIZE", f"Quantity {quantity} is above the maximum {instrument.max_qty.normalize()}."
+                "LOT_SIZE", f"Quantity {quantity} is above the maximum {instrument.max_qty.normalize():f}."
             )
     notional = order_notional_estimate(request, instrument)
     if notional < instrument.min_notional:
         raise OrderRejected(
             "MIN_NOTIONAL",
-            f"Order value {notional.normalize()} is below the minimum notional {instrument.min_notional.normalize()}.",
+            f"Order value {notional.normalize():f} is below the minimum notional "
+            f"{instrument.min_notional.normalize():f}.",
         )
 
 

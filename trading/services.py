@@ -167,6 +167,8 @@ class OrderEntry:
     request: OrderRequest
     actor: Any
     context: AuditContext | None = None
+    #: The strategy placing it (trading.strategies), on behalf of the account's owner.
+    strategy_id: int | None = None
 
 
 #: What a batch gives back for each entry, in order: the order, or its refusal (carrying the
@@ -184,14 +186,22 @@ class BatchFailed(Exception):
         self.rejection = rejection
 
 
-def order_place(*, account: TradingAccount, instrument: Instrument | str, request: OrderRequest, actor: Any) -> Order:
+def order_place(
+    *,
+    account: TradingAccount,
+    instrument: Instrument | str,
+    request: OrderRequest,
+    actor: Any,
+    strategy_id: int | None = None,
+) -> Order:
     """Place an order: validate, risk-check, lock funds, match, all in one transaction.
 
     `instrument` may be given by symbol: the lock then finds it (one query less per order).
     A refused order is stored as REJECTED with its reason code (and audited), then
-    `OrderRejected` is raised carrying it.
+    `OrderRejected` is raised carrying it. `strategy_id`: the strategy placing it.
     """
-    (outcome,) = order_place_alone(instrument=instrument, entry=OrderEntry(account, request, actor))
+    entry = OrderEntry(account, request, actor, strategy_id=strategy_id)
+    (outcome,) = order_place_alone(instrument=instrument, entry=entry)
     if isinstance(outcome, OrderRejected):
         raise outcome
     return outcome
@@ -215,7 +225,14 @@ def order_place_alone(
 
     def work() -> list[OrderOutcome]:
         outcomes: list[OrderOutcome] = [
-            _rejection_store(rejection, account=entry.account, instrument=locked[0], request=request, actor=entry.actor)
+            _rejection_store(
+                rejection,
+                account=entry.account,
+                instrument=locked[0],
+                request=request,
+                actor=entry.actor,
+                strategy_id=entry.strategy_id,
+            )
         ]
         if before_commit is not None:
             before_commit(outcomes)
@@ -254,7 +271,10 @@ def order_place_batch(
             request = order_request_normalized(entry.request)
             token = audit_context_set(entry.context) if entry.context is not None else None
             try:
-                outcomes.append(_order_enter(session, account=entry.account, request=request, actor=entry.actor))
+                entered = _order_enter(
+                    session, account=entry.account, request=request, actor=entry.actor, strategy_id=entry.strategy_id
+                )
+                outcomes.append(entered)
             except _RefusedOnInsert as refusal:
                 raise BatchFailed(refusal) from refusal
             except OrderRejected as rejection:
@@ -296,15 +316,19 @@ def order_cancel_all(
     instrument_id: int | None = None,
     side: str | None = None,
     reason: str = "canceled by user",
+    strategy_id: int | None = None,
 ) -> list[Order]:
     """Cancel every open order of `account_ids` (None: of every account), optionally of one
-    instrument and side, in one transaction. Instruments are locked in id order."""
+    instrument and side, or of one strategy, in one transaction. Instruments are locked in id
+    order."""
     account_list = list(account_ids) if account_ids is not None else None
 
     def scoped(instrument_pk: int | None = None):
         queryset = Order.objects.filter(status__in=OPEN_STATUSES)
         if account_list is not None:
             queryset = queryset.filter(account_id__in=account_list)
+        if strategy_id is not None:
+            queryset = queryset.filter(strategy_id=strategy_id)
         if instrument_pk is not None:
             queryset = queryset.filter(instrument_id=instrument_pk)
         elif instrument_id is not None:
@@ -411,6 +435,7 @@ def _order_enter(
     request: OrderRequest,
     actor: Any = None,
     replaces: Order | None = None,
+    strategy_id: int | None = None,
 ) -> Order:
     """Validate, risk-check, insert, lock and match a new order on the session's instrument."""
     instrument = session.instrument
@@ -428,7 +453,12 @@ def _order_enter(
         if duplicate.exists():
             raise _duplicate_client_order_id(request)
     order = _order_from_request(
-        request, account=account, instrument=instrument, replaces=replaces, is_working=request.type not in STOP_TYPES
+        request,
+        account=account,
+        instrument=instrument,
+        replaces=replaces,
+        is_working=request.type not in STOP_TYPES,
+        strategy_id=strategy_id,
     )
     lock_asset = lock_asset_id(order, instrument)
     snapshot = session.unwritten(
@@ -464,7 +494,7 @@ def _order_enter(
     free = snapshot.free_balance
     if free < lock:
         raise OrderRejected(
-            "INSUFFICIENT_BALANCE", f"This order needs {lock.normalize()} free; the account has {free.normalize()}."
+            "INSUFFICIENT_BALANCE", f"This order needs {lock.normalize():f} free; the account has {free.normalize():f}."
         )
     order.priority = session.next_priority()
     order.locked_amount = lock
@@ -504,6 +534,7 @@ def _rejected_order(
     instrument: Instrument,
     request: OrderRequest,
     replaces: Order | None = None,
+    strategy_id: int | None = None,
 ) -> Order | None:
     """The refused order as a REJECTED row to store (unsaved), or None when what the client
     sent could not be an order at all (then it is refused without a row)."""
@@ -527,6 +558,7 @@ def _rejected_order(
         reject_reason=rejection.code,
         is_working=False,
         done_at=timezone.now(),
+        strategy_id=strategy_id,
     )
 
 
@@ -534,7 +566,13 @@ def _rejection_in_session(
     session: MatchingSession, rejection: OrderRejected, *, entry: OrderEntry, request: OrderRequest
 ) -> OrderRejected:
     """Store a refusal met inside a batch in the batch's transaction (audited at its flush)."""
-    order = _rejected_order(rejection, account=entry.account, instrument=session.instrument, request=request)
+    order = _rejected_order(
+        rejection,
+        account=entry.account,
+        instrument=session.instrument,
+        request=request,
+        strategy_id=entry.strategy_id,
+    )
     if order is not None:
         rawsql.insert([order])
         session.record_rejection(order, message=rejection.message, actor=entry.actor)
@@ -550,11 +588,14 @@ def _rejection_store(
     request: OrderRequest,
     actor: Any,
     replaces: Order | None = None,
+    strategy_id: int | None = None,
 ) -> OrderRejected:
     """Store the refused order as REJECTED with its reason code and audit it, in the caller's
     transaction or one of its own; the error then carries the stored order (its id goes into
     the problem JSON)."""
-    order = _rejected_order(rejection, account=account, instrument=instrument, request=request, replaces=replaces)
+    order = _rejected_order(
+        rejection, account=account, instrument=instrument, request=request, replaces=replaces, strategy_id=strategy_id
+    )
     if order is None:
         return rejection
 

@@ -15,9 +15,9 @@ from marketdata.models import Candle, Instrument, InstrumentStatus
 from marketdata.simulator import (
     MAKER_USERNAME,
     SIMULATOR_ACTOR,
-    InstrumentClaims,
     Simulator,
     SimulatorSettings,
+    instrument_claims,
 )
 from trading.choices import OPEN_STATUSES, Side
 from trading.models import LedgerEntry, Order, Trade
@@ -75,13 +75,13 @@ def test_a_halted_instrument_is_left_alone(market):
 
 @pytest.mark.django_db(transaction=True)
 def test_only_one_simulator_drives_an_instrument_until_it_lets_go(market):
-    first = InstrumentClaims()
+    first = instrument_claims()
     assert first.claim([market.btcusdt.pk]) == {market.btcusdt.pk}
     seen: dict[str, set[int]] = {}
 
     def other(label: str) -> None:
         try:
-            seen[label] = InstrumentClaims().claim([market.btcusdt.pk, market.ethusdt.pk])
+            seen[label] = instrument_claims().claim([market.btcusdt.pk, market.ethusdt.pk])
         finally:
             connection.close()
 

@@ -56,16 +56,22 @@ class OrderTicketForm(forms.Form):
         kwargs.setdefault("initial", {})
         kwargs["initial"].setdefault("form_token", uuid.uuid4().hex)
         super().__init__(*args, **kwargs)
-        tick, lot = instrument.tick_size.normalize(), instrument.lot_size.normalize()
+        tick, lot, least, most, notional = (
+            f"{value.normalize():f}"
+            for value in (
+                instrument.tick_size,
+                instrument.lot_size,
+                instrument.min_qty,
+                instrument.max_qty,
+                instrument.min_notional,
+            )
+        )
         for name in ("price", "stop_price"):
-            self.fields[name].widget.attrs.update({"step": str(tick), "min": str(tick), "inputmode": "decimal"})
-        self.fields["quantity"].widget.attrs.update(
-            {"step": str(lot), "min": str(instrument.min_qty.normalize()), "max": str(instrument.max_qty.normalize())}
-        )
-        self.fields["quantity"].help_text = (
-            f"Multiple of {lot}, {instrument.min_qty.normalize()}–{instrument.max_qty.normalize()}; "
-            f"value at least {instrument.min_notional.normalize()} {instrument.quote.code}."
-        )
+            self.fields[name].widget.attrs.update({"step": tick, "min": tick, "inputmode": "decimal"})
+        self.fields["quantity"].widget.attrs.update({"step": lot, "min": least, "max": most})
+        self.fields[
+            "quantity"
+        ].help_text = f"Multiple of {lot}, {least}–{most}; value at least {notional} {instrument.quote.code}."
         self.fields["price"].help_text = f"Multiple of {tick} {instrument.quote.code}."
 
 

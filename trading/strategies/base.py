@@ -240,16 +240,19 @@ class StrategyContext:
 
     # -- what a strategy does ----------------------------------------------------------------
 
-    def buy(self, quantity: Decimal, price: Decimal | None = None) -> str | None:
-        return self.order(Side.BUY, quantity, price)
+    def buy(self, quantity: Decimal, price: Decimal | None = None, *, tag: str = "") -> str | None:
+        return self.order(Side.BUY, quantity, price, tag=tag)
 
-    def sell(self, quantity: Decimal, price: Decimal | None = None) -> str | None:
-        return self.order(Side.SELL, quantity, price)
+    def sell(self, quantity: Decimal, price: Decimal | None = None, *, tag: str = "") -> str | None:
+        return self.order(Side.SELL, quantity, price, tag=tag)
 
-    def order(self, side: str, quantity: Decimal, price: Decimal | None = None) -> str | None:
+    def order(self, side: str, quantity: Decimal, price: Decimal | None = None, *, tag: str = "") -> str | None:
         """Place an order (a limit order at `price`, else a market order); its reference, or
         None when it was not placed (warming up, below the instrument's minimums, or refused by
-        a cap: the reason is logged)."""
+        a cap: the reason is logged). The reference is the step's time and the order's number
+        in the step, or `tag` when given: a strategy whose orders follow a count of its own
+        rather than the bars (a TWAP's slices) names them, so a step run again after a restart
+        at another time still names the same order."""
         if self.warming_up:
             return None
         rules = self.rules
@@ -265,7 +268,7 @@ class StrategyContext:
             self.refused.append(reason)
             self.log(f"{side} {quantity} refused: {reason}")
             return None
-        ref = self._next_ref()
+        ref = f"{self.prefix}{tag}" if tag else self._next_ref()
         working = WorkingOrder(ref, side, price, quantity, quantity, self.now)
         self.orders[ref] = working
         self._submit(working)

@@ -289,7 +289,7 @@ class Twap(Strategy):
         while self.state["sent"] < slices and ctx.now >= self.state["started_at"] + self.state["sent"] * interval:
             sent = self.state["sent"]
             quantity = total * (sent + 1) / slices - total * sent / slices
-            ctx.order(self.params["side"], quantity, None if limit is None else Decimal(str(limit)))
+            ctx.order(self.params["side"], quantity, None if limit is None else Decimal(str(limit)), tag=f"s{sent + 1}")
             self.state["sent"] = sent + 1
 
 

@@ -33,14 +33,16 @@ def candles_of(
     highs: Sequence[float] | None = None,
     lows: Sequence[float] | None = None,
     interval: int = 60,
+    first: int = 0,
 ) -> Candles:
-    """One-minute bars with these closes; each opens at the previous close unless told, and its
-    high and low are its open and close unless told."""
+    """One-minute bars with these closes, the first being bar number `first` after START; each
+    opens at the previous close unless told, and its high and low are its open and close unless
+    told."""
     close = np.asarray(closes, dtype=float)
     open_ = np.asarray(opens, dtype=float) if opens is not None else np.concatenate(([close[0]], close[:-1]))
     high = np.asarray(highs, dtype=float) if highs is not None else np.maximum(open_, close)
     low = np.asarray(lows, dtype=float) if lows is not None else np.minimum(open_, close)
-    times = START + np.arange(len(close), dtype=np.int64) * interval
+    times = START + (first + np.arange(len(close), dtype=np.int64)) * interval
     return Candles(times, open_, high, low, close, np.ones(len(close)), interval)
 
 
