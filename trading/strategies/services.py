@@ -71,6 +71,14 @@ def strategy_get_visible(*, user: User, strategy_id: int) -> Strategy:
     return strategy
 
 
+def strategy_get_owned(*, user: User, strategy_id: int) -> Strategy:
+    """One of the user's own strategies (what only its owner may change or start); 404 otherwise."""
+    strategy = strategies_visible_to(user).filter(pk=strategy_id, owner=user).first()
+    if strategy is None:
+        raise NotFoundError("not_found", f"No strategy #{strategy_id} among yours.")
+    return strategy
+
+
 def strategy_create(*, user: User, definition: StrategyDefinition, actor: Any) -> Strategy:
     """A new strategy, stopped. Its type, parameters, account (the user's own), instrument and
     interval are checked; a name is unique per owner."""

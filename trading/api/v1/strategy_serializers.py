@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from marketdata.models import CandleInterval
 from portal.api.v1.serializers import JobSerializer
-from portal.decimals import AMOUNT_DIGITS, AMOUNT_PLACES
-from trading.models import Backtest, BacktestFill
+from portal.decimals import AMOUNT_DIGITS, AMOUNT_PLACES, AMOUNT_UNIT
+from trading.models import Backtest, BacktestFill, Strategy, StrategyLogLine, StrategyMark
 
 
 def _amount(**kwargs) -> serializers.DecimalField:
@@ -105,4 +106,76 @@ class BacktestFillSerializer(serializers.ModelSerializer):
     class Meta:
         model = BacktestFill
         fields = ["seq", "at", "side", "price", "quantity", "fee", "realized_pnl", "position"]
+        read_only_fields = fields
+
+
+class StrategyWriteSerializer(CapsSerializer):
+    """A strategy as a trader defines it; on PATCH every field is optional. The account must be
+    one of yours on the instrument's venue; `params` must meet the type's `params_schema` (a
+    refusal names the field, e.g. `params.fast`)."""
+
+    name = serializers.CharField(max_length=100)
+    kind = serializers.CharField(help_text="A name from `strategy-types`.")
+    params = serializers.DictField(default=dict)
+    account = serializers.IntegerField()
+    symbol = serializers.CharField()
+    interval = serializers.ChoiceField(choices=CandleInterval.choices, default=CandleInterval.M1)
+
+
+class StrategySerializer(serializers.ModelSerializer):
+    """A strategy, its status (`error` holds the traceback of what stopped it) and the position
+    and P&L of its own fills; `unrealized_pnl` at the instrument's last price."""
+
+    owner = serializers.CharField(source="owner.username", read_only=True)
+    account = serializers.IntegerField(source="account_id", read_only=True)
+    symbol = serializers.CharField(source="instrument.symbol", read_only=True)
+    unrealized_pnl = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Strategy
+        fields = [
+            "id",
+            "name",
+            "owner",
+            "kind",
+            "params",
+            "account",
+            "symbol",
+            "interval",
+            "max_position",
+            "max_order_qty",
+            "max_daily_loss",
+            "status",
+            "error",
+            "run",
+            "position",
+            "average_price",
+            "realized_pnl",
+            "unrealized_pnl",
+            "fees_paid",
+            "last_bar_at",
+            "started_at",
+            "stopped_at",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.DecimalField(max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES))
+    def get_unrealized_pnl(self, strategy: Strategy) -> str:
+        price = strategy.instrument.last_price or strategy.instrument.reference_price
+        return f"{((price - strategy.average_price) * strategy.position).quantize(AMOUNT_UNIT):f}"
+
+
+class StrategyLogLineSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = StrategyLogLine
+        fields = ["id", "at", "level", "message"]
+        read_only_fields = fields
+
+
+class StrategyMarkSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = StrategyMark
+        fields = ["at", "position", "price", "realized_pnl", "pnl"]
         read_only_fields = fields

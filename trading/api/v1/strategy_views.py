@@ -21,12 +21,27 @@ from trading.api.v1.strategy_serializers import (
     BacktestFillSerializer,
     BacktestRequestSerializer,
     BacktestSerializer,
+    StrategyLogLineSerializer,
+    StrategyMarkSerializer,
+    StrategySerializer,
     StrategyTypeSerializer,
+    StrategyWriteSerializer,
 )
-from trading.models import Backtest
+from trading.models import Backtest, Strategy
 from trading.strategies.backtests import BacktestRequest, backtest_get_visible, backtest_submit, backtests_visible_to
 from trading.strategies.base import Caps
 from trading.strategies.builtin import CATALOGUE
+from trading.strategies.services import (
+    StrategyDefinition,
+    strategies_visible_to,
+    strategy_create,
+    strategy_delete,
+    strategy_get_owned,
+    strategy_get_visible,
+    strategy_start,
+    strategy_stop,
+    strategy_update,
+)
 
 
 class StrategyTypesView(ApiView):
@@ -115,3 +130,126 @@ class BacktestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewS
         backtest = self.get_object()
         page = self.paginate_queryset(backtest.fills.all())
         return self.get_paginated_response(BacktestFillSerializer(page, many=True).data)
+
+
+def _definition(data: dict) -> StrategyDefinition:
+    caps = {name: data[name] for name in ("max_position", "max_order_qty", "max_daily_loss") if name in data}
+    return StrategyDefinition(
+        name=data.get("name"),
+        kind=data.get("kind"),
+        params=data.get("params"),
+        account_id=data.get("account"),
+        symbol=data.get("symbol"),
+        interval=data.get("interval"),
+        caps=caps or None,
+    )
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Your strategies (operators: all)", responses={200: StrategySerializer(many=True)}),
+    retrieve=extend_schema(summary="One strategy: status, position and P&L", responses={200: StrategySerializer}),
+    create=extend_schema(
+        summary="Define a strategy (stopped)",
+        request=StrategyWriteSerializer,
+        responses={201: StrategySerializer, **PROBLEM_RESPONSES},
+    ),
+    partial_update=extend_schema(
+        summary="Change a stopped strategy",
+        request=StrategyWriteSerializer,
+        responses={200: StrategySerializer, **PROBLEM_RESPONSES},
+    ),
+    destroy=extend_schema(summary="Delete a stopped strategy that never placed an order", responses={204: None}),
+)
+class StrategyViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+    ApiViewSet,
+):
+    """Automated strategies (ADR 0008): a type from `strategy-types` with its parameters, the
+    account and instrument it trades, its caps. `start` hands it to the runner; `stop` stops it
+    and cancels its open orders. Its orders: `orders?strategy=<id>`, its fills:
+    `trades?strategy=<id>`; its P&L over time: `marks`; its log: `log`. Only its owner changes,
+    starts or deletes it; operators see every strategy and may stop any."""
+
+    serializer_class = StrategySerializer
+    pagination_class = CreatedCursorPagination
+    lookup_value_regex = r"\d+"
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Strategy.objects.none()
+        return strategies_visible_to(cast(User, self.request.user))
+
+    def get_object(self):
+        return strategy_get_visible(user=cast(User, self.request.user), strategy_id=int(self.kwargs["pk"]))
+
+    def _owned(self) -> Strategy:
+        return strategy_get_owned(user=cast(User, self.request.user), strategy_id=int(self.kwargs["pk"]))
+
+    def create(self, request):
+        payload = StrategyWriteSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        user = cast(User, request.user)
+        strategy = strategy_create(user=user, definition=_definition(payload.validated_data), actor=user)
+        return Response(StrategySerializer(strategy).data, status=status.HTTP_201_CREATED)
+
+    def partial_update(self, request, pk=None):
+        payload = StrategyWriteSerializer(data=request.data, partial=True)
+        payload.is_valid(raise_exception=True)
+        strategy = strategy_update(
+            strategy=self._owned(), definition=_definition(payload.validated_data), actor=request.user
+        )
+        return Response(StrategySerializer(strategy).data)
+
+    def destroy(self, request, pk=None):
+        strategy_delete(strategy=self._owned(), actor=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        summary="Start it: the runner takes it at its next tick",
+        request=None,
+        responses={200: StrategySerializer, **PROBLEM_RESPONSES},
+    )
+    @action(detail=True, methods=["post"])
+    def start(self, request, pk=None):
+        return Response(StrategySerializer(strategy_start(strategy=self._owned(), actor=request.user)).data)
+
+    @extend_schema(
+        summary="Stop it and cancel its open orders",
+        request=None,
+        responses={200: StrategySerializer, **PROBLEM_RESPONSES},
+    )
+    @action(detail=True, methods=["post"])
+    def stop(self, request, pk=None):
+        strategy = strategy_stop(strategy=self.get_object(), actor=request.user, reason="by request")
+        return Response(StrategySerializer(strategy).data)
+
+    @extend_schema(
+        summary="Its status, position and P&L (the same as the strategy)",
+        responses={200: StrategySerializer, **PROBLEM_RESPONSES},
+    )
+    @action(detail=True, methods=["get"], url_path="status")
+    def state(self, request, pk=None):
+        return Response(StrategySerializer(self.get_object()).data)
+
+    @extend_schema(
+        summary="Its log, newest first (at most 500 lines)",
+        responses={200: StrategyLogLineSerializer(many=True), **PROBLEM_RESPONSES},
+    )
+    @action(detail=True, methods=["get"])
+    def log(self, request, pk=None):
+        lines = self.get_object().log_lines.all()[:500]
+        return Response(StrategyLogLineSerializer(lines, many=True).data)
+
+    @extend_schema(
+        summary="Its position and P&L at each bar's close, oldest first (the last 2,000)",
+        responses={200: StrategyMarkSerializer(many=True), **PROBLEM_RESPONSES},
+    )
+    @action(detail=True, methods=["get"])
+    def marks(self, request, pk=None):
+        marks = list(self.get_object().marks.order_by("-at")[:2000])[::-1]
+        return Response(StrategyMarkSerializer(marks, many=True).data)

@@ -15,6 +15,7 @@ router.register("ledger", views.LedgerViewSet, basename="ledger")
 router.register("deposits", views.DepositViewSet, basename="deposit")
 router.register("withdrawals", views.WithdrawalViewSet, basename="withdrawal")
 router.register("backtests", strategy_views.BacktestViewSet, basename="backtest")
+router.register("strategies", strategy_views.StrategyViewSet, basename="strategy")
 
 urlpatterns = [
     path("analytics/portfolio-summary", analytics_views.PortfolioSummaryView.as_view(), name="portfolio-summary"),
