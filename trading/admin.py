@@ -1,17 +1,31 @@
 """Admin of trading: accounts (deposits / withdrawals and kill switch as actions), and read-only
-orders (cancel selected), trades, balances, positions and the ledger. Money never moves by
+orders (cancel selected), trades, balances, positions, the ledger, strategies (stop selected)
+and backtests. Money never moves by
 editing a row here: every action goes through the services and the ledger."""
 
 from django import forms
 from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html
 
 from audit.admin_mixins import AuditedAdminMixin, ReadOnlyAdmin
 from marketdata.models import Asset
 from portal.admin_actions import ReasonForm, action_with_form
 from riskmgmt.services import kill_switch_engage
-from trading.choices import OPEN_STATUSES
-from trading.models import Balance, LedgerEntry, Order, Position, Trade, TradingAccount
+from trading.choices import OPEN_STATUSES, StrategyStatus
+from trading.models import (
+    Backtest,
+    Balance,
+    LedgerEntry,
+    Order,
+    Position,
+    Strategy,
+    StrategyLogLine,
+    Trade,
+    TradingAccount,
+)
 from trading.services import deposit_create, order_cancel, withdrawal_create
+from trading.strategies.services import strategy_stop
 
 
 class TransferForm(forms.Form):
@@ -106,6 +120,10 @@ class OrderAdmin(ReadOnlyAdmin):
 
         return action_with_form(self, request, queryset, title="Cancel orders", form_class=ReasonForm, apply=apply)
 
+    def lookup_allowed(self, lookup, value, request=None):
+        """A strategy's orders, from its row in the strategies' list."""
+        return lookup == "strategy__id__exact" or super().lookup_allowed(lookup, value, request)
+
     def get_actions(self, request):
         actions = super().get_actions(request)
         if not request.user.has_perm("trading.change_order"):
@@ -163,4 +181,84 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
     list_filter = ["kind", "asset"]
     search_fields = ["account__name", "account__owner__username", "reason", "=order__id", "=trade__id"]
     list_select_related = ["account", "asset"]
+    date_hierarchy = "created_at"
+
+
+class StrategyLogInline(admin.TabularInline):
+    model = StrategyLogLine
+    fields = ("at", "level", "message")
+    readonly_fields = ("at", "level", "message")
+    extra = 0
+    max_num = 0
+    can_delete = False
+    ordering = ["-id"]
+    verbose_name_plural = "Log (newest first)"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).order_by("-id")
+
+
+@admin.register(Strategy)
+class StrategyAdmin(ReadOnlyAdmin):
+    """Every trader's strategies, read-only; operators stop them (with a reason) from here, and
+    follow a strategy's orders from its row."""
+
+    list_display = [
+        "id",
+        "name",
+        "owner",
+        "kind",
+        "instrument",
+        "status",
+        "position",
+        "realized_pnl",
+        "started_at",
+        "stopped_at",
+        "orders_link",
+    ]
+    list_filter = ["status", "kind", "instrument"]
+    search_fields = ["=id", "name", "owner__username"]
+    list_select_related = ["owner", "instrument"]
+    inlines = [StrategyLogInline]
+    actions = ["stop_selected"]
+
+    @admin.display(description="Orders")
+    def orders_link(self, strategy):
+        url = reverse("admin:trading_order_changelist")
+        return format_html('<a href="{}?strategy__id__exact={}">orders</a>', url, strategy.pk)
+
+    @admin.action(description="Stop selected running strategies (their open orders are canceled)")
+    def stop_selected(self, request, queryset):
+        def apply(data):
+            running = list(queryset.filter(status=StrategyStatus.RUNNING).select_related("owner"))
+            for strategy in running:
+                strategy_stop(strategy=strategy, actor=request.user, reason=f"by an operator: {data['reason']}")
+            return f"Stopped {len(running)} strategy(ies); {queryset.count() - len(running)} were not running."
+
+        return action_with_form(self, request, queryset, title="Stop strategies", form_class=ReasonForm, apply=apply)
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        if not request.user.has_perm("trading.change_strategy"):
+            actions.pop("stop_selected", None)
+        return actions
+
+
+@admin.register(Backtest)
+class BacktestAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "owner",
+        "kind",
+        "instrument",
+        "interval",
+        "start",
+        "end",
+        "bars",
+        "created_at",
+        "finished_at",
+    ]
+    list_filter = ["kind", "instrument", "interval"]
+    search_fields = ["=id", "name", "owner__username"]
+    list_select_related = ["owner", "instrument"]
     date_hierarchy = "created_at"

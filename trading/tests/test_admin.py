@@ -10,7 +10,9 @@ from audit.models import AuditEvent
 from conftest import TEST_PASSWORD
 from portal.choices import Role
 from riskmgmt.models import KillSwitch, RiskLimit
-from trading.models import Order
+from trading.choices import StrategyStatus
+from trading.models import Order, Strategy
+from trading.strategies.services import StrategyDefinition, strategy_create, strategy_start
 from trading.tests.fixtures import assert_reconciled, balance_of
 
 D = Decimal
@@ -111,3 +113,22 @@ def test_operators_see_candles_in_the_admin_and_cannot_edit_them(ops, funded_acc
     listing = ops.get("/admin/marketdata/candle/?interval__exact=1m")
     assert listing.status_code == 200 and "BTCUSDT" in listing.content.decode()
     assert ops.get("/admin/marketdata/candle/add/").status_code == 403
+
+
+def test_an_operator_sees_every_strategy_and_stops_one_from_the_admin_with_a_reason(ops, funded_account, market):
+    account = funded_account("alice", USDT="1000")
+    definition = StrategyDefinition(
+        name="cross", kind="ma_crossover", params={"quantity": 1}, account_id=account.pk, symbol="BTCUSDT"
+    )
+    strategy = strategy_start(
+        strategy=strategy_create(user=account.owner, definition=definition, actor="test"), actor="test"
+    )
+
+    listing = ops.get("/admin/trading/strategy/").content.decode()
+    assert "cross" in listing and f"?strategy__id__exact={strategy.pk}" in listing
+    assert ops.get(f"/admin/trading/order/?strategy__id__exact={strategy.pk}").status_code == 200
+    _action(ops, "/admin/trading/strategy/", "stop_selected", [strategy.pk], reason="runaway")
+
+    assert Strategy.objects.get(pk=strategy.pk).status == StrategyStatus.STOPPED
+    stop = AuditEvent.objects.get(action="strategy.stop")
+    assert stop.actor_label == "operator" and "runaway" in stop.after["reason"]
