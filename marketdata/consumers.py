@@ -33,13 +33,21 @@ from marketdata.delivery import BookCoalescer, Message
 from marketdata.fanout import Outgoing, client_text, stream_hub
 from marketdata.models import Instrument
 from marketdata.selectors import tape_seqs
-from marketdata.streams import JOBS, PRIVATE, StreamName, account_group, serving_loop_set, stream_parse, user_group
+from marketdata.streams import (
+    PRIVATE,
+    USER_STREAMS,
+    StreamName,
+    account_group,
+    serving_loop_set,
+    stream_parse,
+    user_group,
+)
 from marketdata.tickers import ticker_hub, ticker_message
 from portal.api_keys import ApiKeyRejected, api_key_authenticate
 from portal.asgi_server import FRAMES_EXTENSION
 from portal.choices import ApiKeyScope
-from portal.jobs import jobs_stream_seq
 from portal.net import client_ip_from
+from portal.users import user_stream_seq
 from trading.events import PRIVATE_ORDER, levels_json
 from trading.selectors import Depth, account_stream_seqs, book_depth
 
@@ -163,7 +171,7 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         if len(self.subscriptions) + len(new) > settings.WS_MAX_STREAMS:
             await self._error("too_many_streams", f"At most {settings.WS_MAX_STREAMS} streams per connection.")
             return
-        accounts = await self._accounts_of([found for found in new if found.kind in PRIVATE or found.kind == JOBS])
+        accounts = await self._accounts_of([found for found in new if found.kind in PRIVATE | USER_STREAMS])
         if accounts is None:
             return
         for found in new:
@@ -171,7 +179,7 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
             if found.kind in PRIVATE:
                 covered = accounts if found.account_id is None else frozenset({found.account_id})
                 keys = tuple(account_group(pk) for pk in sorted(covered))
-            elif found.kind == JOBS:
+            elif found.kind in USER_STREAMS:
                 assert self.user is not None  # _accounts_of refused an anonymous subscriber
                 keys = (user_group(self.user.pk),)
             else:
@@ -189,7 +197,7 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
 
     async def _accounts_of(self, private: list[StreamName]) -> frozenset[int] | None:
         """The user's own accounts, when the private subscriptions asked for (accounts' streams,
-        `jobs`) are theirs; None after an error frame."""
+        `jobs`, `strategies`) are theirs; None after an error frame."""
         if not private:
             return frozenset()
         names = ", ".join(found.name for found in private)
@@ -221,9 +229,9 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         if found.kind in PRIVATE:
             sub.floors = {account_id: starts[(found.kind, account_id)] for account_id in sub.accounts}
             lines = {(found.kind, account_group(account_id)): seq for account_id, seq in sub.floors.items()}
-        elif found.kind == JOBS:
-            sub.floor = starts[JOBS]
-            lines = {(JOBS, sub.keys[0]): sub.floor}
+        elif found.kind in USER_STREAMS:
+            sub.floor = starts[found.kind]
+            lines = {(found.kind, sub.keys[0]): sub.floor}
         else:
             sub.floor = starts[found.group].sequence if found.kind == "book" else starts[found.group]
             lines = {found.group: sub.floor}
@@ -352,8 +360,8 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
                 continue
             if sub.stream.kind in PRIVATE:
                 keys |= {(sub.stream.kind, account_group(account_id)) for account_id in sub.accounts}
-            elif sub.stream.kind == JOBS:
-                keys.add((JOBS, sub.keys[0]))
+            elif sub.stream.kind in USER_STREAMS:
+                keys.add((sub.stream.kind, sub.keys[0]))
             else:
                 keys.add(sub.stream.group)
         return keys
@@ -379,7 +387,7 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
 
 STREAMS_AVAILABLE = (
     "Available: trades.<SYMBOL>, book.<SYMBOL> (or @100ms, @1000ms), ticker.<SYMBOL>, "
-    "candles.<SYMBOL>.<interval>, and your own orders, fills, balances (or .<account id>) and jobs."
+    "candles.<SYMBOL>.<interval>, and your own orders, fills, balances (or .<account id>), jobs and strategies."
 )
 
 
@@ -403,8 +411,8 @@ def _start_points(new: list[StreamName], user) -> dict[Hashable, Any]:
         for account_id, counters in account_stream_seqs(user=user).items():
             for kind, seq in zip(PRIVATE_ORDER, counters, strict=True):
                 starts[(kind, account_id)] = seq
-    if any(found.kind == JOBS for found in new):
-        starts[JOBS] = jobs_stream_seq(user=user)
+    for kind in {found.kind for found in new} & USER_STREAMS:
+        starts[kind] = user_stream_seq(user=user, stream=kind)
     return starts
 
 

@@ -18,7 +18,10 @@ gap (then it resyncs from REST, which is the truth).
 - `orders`, `fills`, `balances`: one message per order, fill or balance changed, numbered per
   account and stream by the account's counters, sent to the account's group;
 - `jobs`: one message per change of one of the user's jobs (status, progress), numbered by the
-  user's counter (`portal.jobs`, ADR 0007), sent to the user's group.
+  user's counter (`portal.jobs`, ADR 0007), sent to the user's group;
+- `strategies`: one message per change of one of the user's strategies (status, position, P&L
+  after each step of the runner), numbered by the user's own counter for it (ADR 0008), sent to
+  the user's group.
 """
 
 from __future__ import annotations
@@ -50,8 +53,10 @@ STREAM_PATTERNS = {
 #: (`orders`) or one (`orders.<account id>`).
 PRIVATE = frozenset(PRIVATE_STREAMS.values())
 _PRIVATE_PATTERN = re.compile(r"^(orders|fills|balances)(?:\.([0-9]{1,18}))?$")
-#: The subscriber's own stream that is not an account's: their jobs.
+#: The subscriber's own streams that are not an account's: their jobs and their strategies.
 JOBS = "jobs"
+STRATEGIES = "strategies"
+USER_STREAMS = frozenset({JOBS, STRATEGIES})
 
 
 class StreamName(NamedTuple):
@@ -69,8 +74,8 @@ class StreamName(NamedTuple):
 def stream_parse(name: str) -> StreamName | None:
     """The subscription a name such as `trades.btcusdt`, `book.BTCUSDT@100ms`,
     `candles.BTCUSDT.1m` or `orders.42` stands for, or None when no stream has that shape."""
-    if name.lower() == JOBS:
-        return StreamName(JOBS, JOBS, group=JOBS)
+    if name.lower() in USER_STREAMS:
+        return StreamName(name.lower(), name.lower(), group=name.lower())
     private = _PRIVATE_PATTERN.match(name.lower())
     if private is not None:
         account = private.group(2)
@@ -95,7 +100,7 @@ def account_group(account_id: int) -> str:
 
 
 def user_group(user_id: int) -> str:
-    """The key of one user's `jobs` messages; also its channel layer group."""
+    """The key of one user's `jobs` and `strategies` messages; also its channel layer group."""
     return f"user.{user_id}"
 
 
@@ -124,6 +129,15 @@ def publish_job(sender: Any, job: Any, seq: int, **kwargs: Any) -> None:
 
     key = user_group(job.owner_id)
     _sender.send([_message(key, JOBS, seq, JobSerializer(job).data)])
+
+
+def publish_strategy(sender: Any, strategy: Any, seq: int, **kwargs: Any) -> None:
+    """`trading.strategies.services.strategy_changed` receiver: the strategy as the API shows it,
+    on its owner's `strategies` stream."""
+    from trading.api.v1.strategy_serializers import StrategySerializer
+
+    key = user_group(strategy.owner_id)
+    _sender.send([_message(key, STRATEGIES, seq, StrategySerializer(strategy).data)])
 
 
 def _messages(event: TradingEvent) -> list[tuple[str, dict]]:

@@ -32,7 +32,7 @@ import structlog
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core import signing
-from django.db import InterfaceError, OperationalError, connection, connections, transaction
+from django.db import InterfaceError, OperationalError, connections, transaction
 from django.db.models import QuerySet
 from django.dispatch import Signal
 from django.urls import reverse
@@ -43,6 +43,7 @@ from audit.services import audit_record
 from portal.choices import JOB_FINISHED, JobKind, JobStatus, Role
 from portal.errors import ConflictError, DomainError, NotFoundError
 from portal.models import Job, User
+from portal.users import user_stream_next
 
 logger = structlog.get_logger("portal.jobs")
 
@@ -311,15 +312,8 @@ def _finish(job: Job, status: str, *, actor: Any = "jobs", **fields: Any) -> Non
 
 
 def _changed(job: Job) -> None:
-    """Number the change in the owner's `jobs` stream and publish it after commit. The counter's
-    row lock is held to commit, so the numbers follow the commit order; take it before the
-    audit chain's lock (which is taken last)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {User._meta.db_table} SET jobs_seq = jobs_seq + 1 WHERE id = %s RETURNING jobs_seq",  # noqa: S608
-            [job.owner_id],
-        )
-        (seq,) = cursor.fetchone()
+    """Number the change in the owner's `jobs` stream and publish it after commit."""
+    seq = user_stream_next(user_id=job.owner_id, stream="jobs")
     snapshot = Job(**{f.attname: getattr(job, f.attname) for f in Job._meta.concrete_fields})
     transaction.on_commit(lambda: job_changed.send(sender=Job, job=snapshot, seq=seq))
 
@@ -423,11 +417,6 @@ def job_get_visible(*, user: User, job_id: str) -> Job:
     if job is None:
         raise NotFoundError("not_found", f"No job {job_id} among your jobs.")
     return job
-
-
-def jobs_stream_seq(*, user: User) -> int:
-    """The last number of `user`'s `jobs` stream: a new subscription starts above it."""
-    return User.objects.filter(pk=user.pk).values_list("jobs_seq", flat=True).get()
 
 
 def _is_uuid(value: str) -> bool:

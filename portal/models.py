@@ -19,6 +19,8 @@ class User(AbstractUser):
     email = models.EmailField(blank=True)
     #: The last number of the user's private `jobs` stream (ADR 0007): taken with the job's update.
     jobs_seq = models.BigIntegerField(default=0, editable=False)
+    #: The last number of the user's private `strategies` stream (ADR 0008).
+    strategies_seq = models.BigIntegerField(default=0, editable=False)
 
     class Meta(AbstractUser.Meta):
         swappable = "AUTH_USER_MODEL"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.contrib.auth.models import Group
-from django.db import transaction
+from django.db import connection, transaction
 
 from audit.services import audit_record
 from portal.choices import ROLE_ORDER, Role
@@ -64,3 +64,26 @@ def demo_users_ensure() -> list[DemoLogin]:
         audit_record(action="user.create", actor="demo-setup", target=user, after={"username": user.username})
         user_set_role(user=user, role=login.role, actor="demo-setup")
     return DEMO_LOGINS
+
+
+#: A user's own streams (not an account's) and the counter column that numbers each.
+_USER_STREAM_COUNTERS = {"jobs": "jobs_seq", "strategies": "strategies_seq"}
+
+
+def user_stream_next(*, user_id: int, stream: str) -> int:
+    """The next number of one of a user's own streams (`jobs`, `strategies`), taken in the
+    caller's transaction: the counter's row lock is held to commit, so the numbers follow the
+    commit order (take it before the audit chain's lock, which is taken last)."""
+    column = _USER_STREAM_COUNTERS[stream]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {User._meta.db_table} SET {column} = {column} + 1 WHERE id = %s RETURNING {column}",  # noqa: S608
+            [user_id],
+        )
+        (seq,) = cursor.fetchone()
+    return seq
+
+
+def user_stream_seq(*, user: User, stream: str) -> int:
+    """The last number of one of `user`'s own streams: a new subscription starts above it."""
+    return User.objects.filter(pk=user.pk).values_list(_USER_STREAM_COUNTERS[stream], flat=True).get()

@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import structlog
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Q
 
 from marketdata.candles import INTERVAL_SECONDS
@@ -47,7 +47,13 @@ from trading.services import order_cancel, order_place
 from trading.strategies.base import Bar, Caps, Fill, Holding, Rules, StrategyContext, WorkingOrder
 from trading.strategies.base import Strategy as StrategyCode
 from trading.strategies.builtin import strategy_type_get
-from trading.strategies.services import strategy_actor, strategy_fail, strategy_log, strategy_stop
+from trading.strategies.services import (
+    strategy_actor,
+    strategy_changed_note,
+    strategy_fail,
+    strategy_log,
+    strategy_stop,
+)
 
 logger = structlog.get_logger("trading.strategies")
 
@@ -222,22 +228,34 @@ class StrategyDriver:
         return list(bars.order_by("open_time")[:BARS_PER_TICK])
 
     def _save(self, *, mark: tuple[int, Decimal] | None) -> bool:
-        """The step's outcome, only while the strategy runs this run; False otherwise."""
+        """The step's outcome, only while the strategy runs this run (False otherwise), and its
+        message on the owner's `strategies` stream."""
+        with transaction.atomic():
+            return self._saved(mark)
+
+    def _saved(self, mark: tuple[int, Decimal] | None) -> bool:
         holding = self.venue.holding
-        saved = Strategy.objects.filter(pk=self.strategy.pk, status=StrategyStatus.RUNNING, run=self.run).update(
-            state=self.code.state,
-            runner_state={
+        fields = {
+            "state": self.code.state,
+            "runner_state": {
                 "last_trade_id": self.last_trade_id,
                 "day": self.venue._day,
                 "day_start_pnl": str(self.venue.day_start_pnl),
             },
-            last_bar_at=self.last_bar_at,
-            position=holding.position,
-            average_price=holding.average_price,
-            realized_pnl=holding.realized_pnl,
-            fees_paid=holding.fees,
-        )
-        if saved and mark is not None:
+            "last_bar_at": self.last_bar_at,
+            "position": holding.position,
+            "average_price": holding.average_price,
+            "realized_pnl": holding.realized_pnl,
+            "fees_paid": holding.fees,
+        }
+        running = Strategy.objects.filter(pk=self.strategy.pk, status=StrategyStatus.RUNNING, run=self.run)
+        saved = running.update(**fields)
+        if not saved:
+            return False
+        for name, value in fields.items():
+            setattr(self.strategy, name, value)
+        strategy_changed_note(self.strategy)
+        if mark is not None:
             at, price = mark
             StrategyMark.objects.update_or_create(
                 strategy_id=self.strategy.pk,
@@ -249,7 +267,7 @@ class StrategyDriver:
                     "pnl": holding.realized_pnl + holding.unrealized(price),
                 },
             )
-        return bool(saved)
+        return True
 
     # -- a (re)start ----------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import QuerySet
+from django.dispatch import Signal
 from django.utils import timezone
 
 from audit.models import AuditEvent
@@ -24,6 +25,7 @@ from marketdata.selectors import instrument_get
 from portal.choices import Role
 from portal.errors import ConflictError, DomainError, NotFoundError
 from portal.models import User
+from portal.users import user_stream_next
 from riskmgmt.selectors import kill_switch_engaged
 from trading.choices import StrategyStatus
 from trading.models import Strategy, StrategyLogLine, TradingAccount
@@ -32,6 +34,9 @@ from trading.services import order_cancel_all
 from trading.strategies.base import params_validate
 from trading.strategies.builtin import strategy_type_get
 
+#: Sent after the commit of a change of a strategy, with the strategy and its number in its
+#: owner's `strategies` stream (marketdata.streams publishes it).
+strategy_changed = Signal()
 #: Log lines kept per strategy (older ones are deleted as new ones come).
 LOG_LINES_KEPT = 500
 _CAPS = ("max_position", "max_order_qty", "max_daily_loss")
@@ -89,6 +94,7 @@ def strategy_create(*, user: User, definition: StrategyDefinition, actor: Any) -
     with transaction.atomic():
         _name_free(strategy)
         strategy.save()
+        strategy_changed_note(strategy)
         audit_record(action="strategy.create", actor=actor, target=strategy, after=_audit_view(strategy))
     return strategy
 
@@ -103,6 +109,7 @@ def strategy_update(*, strategy: Strategy, definition: StrategyDefinition, actor
         _apply(current, user=current.owner, definition=definition)
         _name_free(current)
         current.save()
+        strategy_changed_note(current)
         audit_record(action="strategy.update", actor=actor, target=current, before=before, after=_audit_view(current))
     return current
 
@@ -139,6 +146,7 @@ def strategy_start(*, strategy: Strategy, actor: Any) -> Strategy:
         current.stopped_at = None
         current.runner_state = {}
         current.save()
+        strategy_changed_note(current)
         audit_record(action="strategy.start", actor=actor, target=current, after={"run": current.run})
     return current
 
@@ -161,6 +169,7 @@ def strategy_stop(
         current.error = error
         current.stopped_at = timezone.now()
         current.save()
+        strategy_changed_note(current)
         if error:
             strategy_log(current, error, level=StrategyLogLine.Level.ERROR)
         audit_record(
@@ -194,6 +203,15 @@ def strategies_stop_for_kill_switch(*, account: TradingAccount | None, actor: An
         strategy_stop(strategy=strategy, actor=actor, reason="by the kill switch")
         stopped += 1
     return stopped
+
+
+def strategy_changed_note(strategy: Strategy) -> None:
+    """Number the change in the owner's `strategies` stream (in the caller's transaction) and
+    publish the strategy as it is now after commit."""
+    seq = user_stream_next(user_id=strategy.owner_id, stream="strategies")
+    snapshot = Strategy(**{f.attname: getattr(strategy, f.attname) for f in Strategy._meta.concrete_fields})
+    snapshot.owner, snapshot.instrument = strategy.owner, strategy.instrument
+    transaction.on_commit(lambda: strategy_changed.send(sender=Strategy, strategy=snapshot, seq=seq))
 
 
 def strategy_log(strategy: Strategy, message: str, *, level: str = StrategyLogLine.Level.INFO) -> None:
