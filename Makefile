@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint typecheck format migrate demo-users worker beat check-deploy schema schema-check browser-deps clean
+.PHONY: run test lint typecheck format migrate demo-users worker beat strategies check-deploy schema schema-check browser-deps clean
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,9 @@ worker: $(STAMP) ## Full stack: one Celery worker for every queue (needs REDIS_U
 
 beat: $(STAMP) ## Full stack: Celery beat with the database scheduler (needs REDIS_URL)
 	$(BIN)/celery -A portal beat --loglevel=INFO
+
+strategies: $(STAMP) ## Full stack: the strategies' live runner (manage.py run_strategies)
+	$(BIN)/python manage.py run_strategies
 
 schema: $(STAMP) ## Regenerate the committed OpenAPI contract
 	$(BIN)/python manage.py spectacular --file docs/openapi-v1.yaml --validate --fail-on-warn
