@@ -61,6 +61,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.api_overhead import cpu_model, dist_versions, ram_total  # noqa: E402
+from bench.common import tests_wait  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 DB_NAME = "tradeport_bench_export"
@@ -418,16 +419,6 @@ def _body_digest(path: Path) -> str:
         while block := file.read(1 << 22):
             digest.update(block)
     return digest.hexdigest()
-
-
-def tests_wait() -> None:
-    """The machine has 2 cores: wait while a test run (pytest) is using them."""
-    waited = 0
-    while subprocess.run(["pgrep", "-f", "bin/pytest"], capture_output=True).returncode == 0:
-        if waited % 60 == 0:
-            log("a pytest run is going on: waiting for it to end")
-        time.sleep(5)
-        waited += 5
 
 
 def compare(dataset: str, rows: int, rounds: int) -> dict:

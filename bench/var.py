@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.api_overhead import cpu_model, ram_total  # noqa: E402
+from bench.common import seconds_per_call  # noqa: E402
 from riskmgmt.var import historical_var, monte_carlo_var, parametric_var  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -117,17 +118,6 @@ def synthetic_market(instruments: int, days: int, seed: int) -> tuple[np.ndarray
     sizes = rng.uniform(10_000, 1_000_000, instruments)
     exposures = np.where(rng.random(instruments) < 0.3, -sizes, sizes)
     return exposures, returns
-
-
-def seconds_per_call(function: Callable[[], object], minimum: float = 0.05) -> float:
-    """Mean seconds of one call, repeating a fast function until `minimum` seconds have passed."""
-    calls, started = 0, time.perf_counter()
-    while True:
-        function()
-        calls += 1
-        elapsed = time.perf_counter() - started
-        if elapsed >= minimum:
-            return elapsed / calls
 
 
 def peak_bytes(function: Callable[[], object]) -> int:

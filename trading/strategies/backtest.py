@@ -146,7 +146,7 @@ def _plain(value: Decimal) -> str:
 def _out_of_reach(order: WorkingOrder, bar: Bar) -> bool:
     """A cheap float test that `bar` cannot fill the limit `order` (most bars, for a resting
     grid), with a margin that leaves every close call to the exact Decimal test."""
-    limit = float(order.price)  # type: ignore[arg-type]
+    limit: float = order.price_float  # type: ignore[assignment]
     if order.side == Side.BUY:
         limit *= 1 + _MARGIN
         return bar.open > limit and bar.low >= limit

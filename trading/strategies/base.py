@@ -62,6 +62,8 @@ class WorkingOrder:
     quantity: Decimal
     remaining: Decimal
     placed_at: int
+    #: `price` as a float, for the backtester's quick test of a bar against it.
+    price_float: float | None = None
 
 
 @dataclass(frozen=True)
@@ -269,7 +271,7 @@ class StrategyContext:
             self.log(f"{side} {quantity} refused: {reason}")
             return None
         ref = f"{self.prefix}{tag}" if tag else self._next_ref()
-        working = WorkingOrder(ref, side, price, quantity, quantity, self.now)
+        working = WorkingOrder(ref, side, price, quantity, quantity, self.now, None if price is None else float(price))
         self.orders[ref] = working
         self._submit(working)
         return ref

@@ -7,6 +7,7 @@ seeding as TA-Lib, so a backtest over a year of one-minute bars stays fast.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
@@ -14,13 +15,17 @@ from typing import Any
 from trading.choices import Side
 from trading.strategies.base import Bar, Fill, Strategy, StrategyContext, StrategyError
 
+#: Averages closer than this (relative) are equal: the float error of a sum of a window of prices,
+#: far below the smallest real gap between two averages of prices on a tick.
+_TIE = 1e-12
 _QUANTITY = {"type": "number", "exclusiveMinimum": 0, "description": "Base quantity of each order."}
 
 
 class _Average:
     """A simple or exponential moving average over the last `period` closes, updated per close.
-    The exponential one starts from the simple average of its first `period` closes (TA-Lib's
-    seeding); `value` is None until `period` closes were seen."""
+    The simple one keeps a running total, summed again exactly once a period; the exponential
+    one starts from the simple average of its first `period` closes (TA-Lib's seeding). `value`
+    is None until `period` closes were seen."""
 
     __slots__ = ("alpha", "exponential", "period", "seen", "total", "value", "window")
 
@@ -40,8 +45,11 @@ class _Average:
             self.value = self.value + self.alpha * (close - self.value)  # type: ignore[operator]
             return self.value
         slot = seen % self.period
-        self.total += close - self.window[slot]
-        self.window[slot] = close
+        old, self.window[slot] = self.window[slot], close
+        if slot == self.period - 1:
+            self.total = math.fsum(self.window)  # once a period, so rounding errors never build up
+        else:
+            self.total += close - old
         if seen + 1 >= self.period:
             self.value = self.total / self.period
         return self.value
@@ -91,7 +99,7 @@ class MovingAverageCrossover(Strategy):
         slow = self.slow.add(bar.close)
         if slow is None:
             return
-        above = fast > slow  # type: ignore[operator]
+        above = fast - slow > _TIE * abs(slow)  # type: ignore[operator]
         was = self.above
         self.above = above
         if was is None or above == was:

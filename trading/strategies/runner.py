@@ -295,6 +295,7 @@ class StrategyDriver:
                     row.quantity,
                     row.quantity - row.executed_qty,
                     int(row.created_at.timestamp()),
+                    float(row.price) if row.type != OrderType.MARKET and row.price is not None else None,
                 )
 
     def _warm_up(self) -> None:
