@@ -21,6 +21,7 @@ from marketdata.candles import INTERVAL_SECONDS
 from marketdata.models import Candle
 from marketdata.selectors import candle_columns, instrument_get
 from portal.choices import JobKind, Role
+from portal.decimals import AMOUNT_UNIT
 from portal.errors import DomainError, NotFoundError
 from portal.jobs import JobRun, job_submit, job_succeed
 from portal.models import User
@@ -164,7 +165,7 @@ def backtest_execute(run: JobRun) -> None:
         closed_pnls=holding.closed,
         fills=len(outcome.fills),
     )
-    metrics.update(fees=str(holding.fees), realized_pnl=str(holding.realized_pnl), position=str(holding.position))
+    metrics.update({name: f"{value.quantize(AMOUNT_UNIT):f}" for name, value in _money_figures(holding).items()})
     backtest.metrics = metrics
     backtest.candles_digest = candles_digest(candles)
     backtest.equity = _curves(candles, outcome.equity, initial)

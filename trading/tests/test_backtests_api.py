@@ -79,6 +79,8 @@ def test_a_backtest_job_stores_exactly_what_the_backtester_gives_on_the_stored_c
     metrics = backtest["metrics"]
     assert metrics["trades"] == len(expected.fills) > 20
     assert metrics["final_equity"] == pytest.approx(float(expected.equity[-1]))
+    assert D(metrics["fees"]) == sum(fill.fee for fill in expected.fills)
+    assert all(len(metrics[name].split(".")[1]) == 8 for name in ("fees", "realized_pnl", "position"))
     fills = alice.get(f"/api/v1/backtests/{backtest['id']}/fills?limit=5000").json()["results"]
     assert [(f["side"], D(f["price"]), D(f["quantity"]), D(f["fee"])) for f in fills] == [
         (fill.side, fill.price, fill.quantity, fill.fee) for fill in expected.fills
