@@ -165,7 +165,8 @@ def backtest_execute(run: JobRun) -> None:
         closed_pnls=holding.closed,
         fills=len(outcome.fills),
     )
-    metrics.update({name: f"{value.quantize(AMOUNT_UNIT):f}" for name, value in _money_figures(holding).items()})
+    money = {"fees": holding.fees, "realized_pnl": holding.realized_pnl, "position": holding.position}
+    metrics.update({name: f"{value.quantize(AMOUNT_UNIT):f}" for name, value in money.items()})
     backtest.metrics = metrics
     backtest.candles_digest = candles_digest(candles)
     backtest.equity = _curves(candles, outcome.equity, initial)
