@@ -61,6 +61,8 @@ logger = structlog.get_logger("trading.strategies")
 TICK_SECONDS = 1.0
 #: Bars given to a strategy in one tick at most (a runner that was down catches up over ticks).
 BARS_PER_TICK = 500
+#: Rounds of fills taken after a step (a fill's answer may fill at once, and so on).
+_FILL_ROUNDS = 5
 #: The advisory lock's first key: "TPst" (Tradeport strategies); the second is the strategy's id.
 _LOCK_CLASS = 0x54507374
 
@@ -157,13 +159,11 @@ class StrategyDriver:
     # -- a tick ---------------------------------------------------------------------------------
 
     def step(self, now: float) -> bool:
-        """One tick; False when the strategy no longer runs here (stopped, finished, restarted)."""
-        for fill in self._new_fills():
-            self.venue.begin_step(fill.time)
-            self.venue.record_fill(fill)
-            self.code.on_fill(self.venue, fill)
-            if not self._save(mark=None):
-                return False
+        """One tick; False when the strategy no longer runs here (stopped, finished, restarted).
+        The fills a step's orders got at once (a market order) reach the strategy before the
+        next step, and are saved with it."""
+        if self._take_fills() and not self._save(mark=None):
+            return False
         for bar_row in self._new_bars(now):
             bar = _bar(bar_row)
             closed = bar.time + self.width
@@ -171,6 +171,7 @@ class StrategyDriver:
             self.venue.last_close = bar.close
             self.code.on_bar(self.venue, bar)
             self.last_bar_at = bar_row.open_time
+            self._take_fills()
             if not self._save(mark=(closed, bar_row.close)):
                 return False
         timer = self.code.timer_seconds
@@ -179,6 +180,7 @@ class StrategyDriver:
             self.next_timer = slot + timer
             self.venue.begin_step(slot)
             self.code.on_timer(self.venue)
+            self._take_fills()
             if not self._save(mark=None):
                 return False
         if self.code.finished:
@@ -187,6 +189,21 @@ class StrategyDriver:
             )
             return False
         return True
+
+    def _take_fills(self) -> bool:
+        """Give the strategy its new fills, and those its answers got at once (a few rounds at
+        most); whether there were any."""
+        taken = False
+        for _ in range(_FILL_ROUNDS):
+            fills = self._new_fills()
+            if not fills:
+                break
+            taken = True
+            for fill in fills:
+                self.venue.begin_step(fill.time)
+                self.venue.record_fill(fill)
+                self.code.on_fill(self.venue, fill)
+        return taken
 
     def _new_fills(self) -> list[Fill]:
         account, pk = self.strategy.account_id, self.strategy.pk
