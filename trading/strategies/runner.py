@@ -10,8 +10,9 @@ strategy: two runners never drive the same one):
    the bar's close);
 3. its timer, when due (`on_timer`, the step's time the timer's slot);
 
-and after each step its state, its holding and its cursors are saved in one UPDATE that only
-lands while the strategy still runs the same run (a stop meanwhile wins).
+after each step the fills its orders got at once (a market order) reach the strategy before the
+next step, and its state, its holding and its cursors are saved in one UPDATE that only lands
+while the strategy still runs the same run (a stop meanwhile wins).
 
 Crash-safety: an order's client order id is `st<strategy>r<run>-<step time>-<n>` (or a tag the
 strategy gives). A runner that died after placing a step's orders but before saving the step
