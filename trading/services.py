@@ -33,6 +33,7 @@ from trading.choices import (
     OrderType,
     SelfTradePrevention,
     Side,
+    StrategyStatus,
     TimeInForce,
 )
 from trading.engine import (
@@ -46,7 +47,7 @@ from trading.engine import (
 )
 from trading.events import balance_event, order_event, publish_after_commit
 from trading.ledger import AppliedBalance, BalanceChange, InsufficientBalance, LedgerBatch, balance_changes_apply
-from trading.models import Order, TradingAccount
+from trading.models import Order, Strategy, TradingAccount
 from trading.order_rules import (
     OrderRejected,
     OrderRequest,
@@ -263,6 +264,7 @@ def order_place_batch(
     A refusal that breaks the whole transaction raises `BatchFailed`."""
 
     def work() -> list[OrderOutcome]:
+        running = _strategies_running_locked({entry.strategy_id for entry in entries if entry.strategy_id})
         session = MatchingSession.open(instrument if isinstance(instrument, str) else instrument.pk, actor=ENGINE_ACTOR)
         if locked is not None:
             locked[:] = [session.instrument]
@@ -271,6 +273,8 @@ def order_place_batch(
             request = order_request_normalized(entry.request)
             token = audit_context_set(entry.context) if entry.context is not None else None
             try:
+                if entry.strategy_id is not None and entry.strategy_id not in running:
+                    raise OrderRejected("STRATEGY_STOPPED", "The strategy placing this order is not running.")
                 entered = _order_enter(
                     session, account=entry.account, request=request, actor=entry.actor, strategy_id=entry.strategy_id
                 )
@@ -294,6 +298,19 @@ def order_place_batch(
         return outcomes
 
     return atomic_with_retry(work)
+
+
+def _strategies_running_locked(strategy_ids: set[int]) -> set[int]:
+    """Of `strategy_ids`, those running, their rows locked (FOR NO KEY UPDATE) until the orders
+    commit: a stop, which locks the row first too, waits for them and then cancels them, so a
+    stopped strategy never leaves an order behind. Taken before the instrument's lock, as a stop
+    takes them."""
+    if not strategy_ids:
+        return set()
+    rows = Strategy.objects.select_for_update(no_key=True).filter(
+        pk__in=sorted(strategy_ids), status=StrategyStatus.RUNNING
+    )
+    return set(rows.order_by("pk").values_list("pk", flat=True))
 
 
 def order_cancel(*, order: Order, actor: Any, reason: str = "canceled by user") -> Order:

@@ -83,13 +83,9 @@ class SimulatedVenue(StrategyContext):
     def log(self, message: str) -> None:
         self.lines.append(f"{self.now}: {message}")
 
-    def _submit(self, order: WorkingOrder) -> None:
-        if order.side == Side.SELL:
-            claimed = sum((o.remaining for o in self.orders.values() if o.side == Side.SELL and o is not order), ZERO)
-            if order.quantity > self.holding.position - claimed:
-                del self.orders[order.ref]
-                held = self.holding.position
-                self.log(f"SELL {order.quantity} refused: the strategy holds {held}, its other sells claim {claimed}")
+    def _submit(self, order: WorkingOrder) -> bool:
+        """It rests in `orders` until a bar fills it."""
+        return True
 
     def _cancel(self, order: WorkingOrder) -> None:
         """Nothing rests anywhere else: leaving `orders` is the cancel."""
@@ -175,7 +171,7 @@ def backtest_run(
         getattr(candles, name).tolist() for name in ("open", "high", "low", "close", "volume")
     )
     timer = strategy.timer_seconds
-    on_bar, on_fill, on_timer = strategy.on_bar, strategy.on_fill, strategy.on_timer
+    on_bar, on_fill, on_timer, finished = strategy.on_bar, strategy.on_fill, strategy.on_timer, strategy.is_finished
     begin_step = venue.begin_step
     if count:
         begin_step(times[0])
@@ -189,16 +185,17 @@ def backtest_run(
         if venue.orders:
             fills = venue.match(bar)
             for fill in fills:
-                begin_step(opened)
+                begin_step(opened, "f")
                 on_fill(venue, fill)
         closed = opened + interval
         begin_step(closed)
         close = bar.close
         venue.last_close = close
-        if not strategy.finished:
+        if not finished(venue):
             on_bar(venue, bar)
             if timer and closed >= next_timer:
                 next_timer = closed + timer
+                begin_step(closed, "t")
                 on_timer(venue)
         position = venue.position_float
         equity[index] = venue.cash_float + position * close

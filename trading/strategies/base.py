@@ -176,8 +176,7 @@ class Strategy:
     def check(cls, params: Mapping[str, Any]) -> None:
         """Rules between parameters that the schema cannot say; raise StrategyError."""
 
-    @property
-    def finished(self) -> bool:
+    def is_finished(self, ctx: StrategyContext) -> bool:
         """True when the strategy has done its work (an execution algorithm): it is stopped."""
         return False
 
@@ -218,6 +217,7 @@ class StrategyContext:
         self.day_start_pnl = ZERO
         self._day = -1
         self._step = 0
+        self._kind = "b"
         self._numbered = 0
         self.refused: list[str] = []
 
@@ -250,11 +250,14 @@ class StrategyContext:
 
     def order(self, side: str, quantity: Decimal, price: Decimal | None = None, *, tag: str = "") -> str | None:
         """Place an order (a limit order at `price`, else a market order); its reference, or
-        None when it was not placed (warming up, below the instrument's minimums, or refused by
-        a cap: the reason is logged). The reference is the step's time and the order's number
-        in the step, or `tag` when given: a strategy whose orders follow a count of its own
-        rather than the bars (a TWAP's slices) names them, so a step run again after a restart
-        at another time still names the same order."""
+        None when it was not placed (warming up, below the instrument's minimums, refused by a
+        cap or by the venue: the reason is logged). Spot: a sell never exceeds what the
+        strategy's fills bought less what its other sells claim.
+
+        The reference is the step's kind (bar, fill, timer), its time and the order's number in
+        the step; or `tag` when given: a strategy whose orders follow a count of its own rather
+        than the bars (a TWAP's slices) names them, so a step run again after a restart at
+        another time still names the same order."""
         if self.warming_up:
             return None
         rules = self.rules
@@ -265,7 +268,7 @@ class StrategyContext:
         if quantity < rules.min_qty or reference is None or quantity * reference < rules.min_notional:
             self.log(f"{side} {quantity} not placed: below the instrument's minimum quantity or notional")
             return None
-        reason = self._cap_refusal(side, quantity)
+        reason = self._spot_refusal(side, quantity) or self._cap_refusal(side, quantity)
         if reason:
             self.refused.append(reason)
             self.log(f"{side} {quantity} refused: {reason}")
@@ -273,7 +276,9 @@ class StrategyContext:
         ref = f"{self.prefix}{tag}" if tag else self._next_ref()
         working = WorkingOrder(ref, side, price, quantity, quantity, self.now, None if price is None else float(price))
         self.orders[ref] = working
-        self._submit(working)
+        if not self._submit(working):
+            self.orders.pop(ref, None)
+            return None
         return ref
 
     def cancel(self, ref: str) -> None:
@@ -290,12 +295,13 @@ class StrategyContext:
 
     # -- the venue's side --------------------------------------------------------------------
 
-    def begin_step(self, now: int) -> None:
-        """A new step (a bar, a fill, a timer) at `now`: its orders are numbered from 1. The
-        first step of a UTC day takes the P&L the daily loss cap counts from."""
+    def begin_step(self, now: int, kind: str = "b") -> None:
+        """A new step at `now`, of a `kind`: "b" a bar, "f" a fill, "t" a timer. Its orders are
+        numbered from 1. The first step of a UTC day takes the P&L the daily loss cap counts
+        from."""
         self.now = now
-        if now != self._step:
-            self._step, self._numbered = now, 0
+        if now != self._step or kind != self._kind:
+            self._step, self._kind, self._numbered = now, kind, 0
             day = now // 86_400
             if day != self._day:
                 self._day, self.day_start_pnl = day, self.pnl()
@@ -312,13 +318,14 @@ class StrategyContext:
 
     def _next_ref(self) -> str:
         self._numbered += 1
-        return f"{self.prefix}{self._step}-{self._numbered}"
+        return f"{self.prefix}{self._kind}{self._step}-{self._numbered}"
 
     def _cap_refusal(self, side: str, quantity: Decimal) -> str:
         caps = self.caps
         signed = quantity if side == Side.BUY else -quantity
-        after = self.holding.position + signed + self._working_exposure(side)
-        reduces = abs(self.holding.position + signed) < abs(self.holding.position)
+        before = self.holding.position + self._working_exposure(side)
+        after = before + signed
+        reduces = abs(after) < abs(before)
         if caps.max_order_qty is not None and quantity > caps.max_order_qty:
             return f"order quantity above the strategy's cap {caps.max_order_qty}"
         if caps.max_position is not None and abs(after) > caps.max_position and not reduces:
@@ -327,12 +334,21 @@ class StrategyContext:
             return f"today's loss reached the strategy's cap {caps.max_daily_loss}"
         return ""
 
+    def _spot_refusal(self, side: str, quantity: Decimal) -> str:
+        if side != Side.SELL:
+            return ""
+        claimed = -self._working_exposure(Side.SELL)
+        if quantity > self.holding.position - claimed:
+            return f"the strategy holds {self.holding.position:f}, its other sells claim {claimed:f}"
+        return ""
+
     def _working_exposure(self, side: str) -> Decimal:
         """What the open orders on the same side would add to the position."""
         total = sum((o.remaining for o in self.orders.values() if o.side == side), ZERO)
         return total if side == Side.BUY else -total
 
-    def _submit(self, order: WorkingOrder) -> None:
+    def _submit(self, order: WorkingOrder) -> bool:
+        """Send `order` to the venue; whether it was placed (it may have filled at once)."""
         raise NotImplementedError
 
     def _cancel(self, order: WorkingOrder) -> None:

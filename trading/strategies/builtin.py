@@ -229,10 +229,11 @@ class GridTrading(Strategy):
         self.state["placed"] = True
 
     def on_fill(self, ctx: StrategyContext, fill: Fill) -> None:
-        level = self.state["level_of"].get(fill.ref)
-        if level is None or fill.ref in ctx.orders:
-            return  # not one of the grid's, or partly filled: wait for the rest
-        del self.state["level_of"][fill.ref]
+        if fill.ref in ctx.orders:
+            return  # partly filled: wait for the rest
+        level = self.state["level_of"].pop(fill.ref, None)
+        if level is None:  # placed by a step whose state a restart lost: the level of its price
+            level = min(range(len(self.prices)), key=lambda index: abs(self.prices[index] - fill.price))
         if fill.side == Side.BUY and level + 1 < len(self.prices):
             self._place(ctx, Side.SELL, level + 1)
         elif fill.side == Side.SELL and level > 0:
@@ -249,8 +250,10 @@ class Twap(Strategy):
     title = "TWAP execution"
     summary = (
         "Buys or sells `quantity` over `duration_minutes` in `slices` equal market orders, one at the "
-        "start of each equal part of the window; with `limit_price` a slice is sent as a limit order "
-        "at that price instead (never paying more, or selling for less). Finishes after the last slice."
+        "start of each equal part of the window, each rounded to the lot so that together they make "
+        "the quantity (what a slice could not send is added to the next); with `limit_price` a slice "
+        "is a limit order at that price instead (never paying more, or selling for less). Finishes "
+        "once every slice is sent and none is left working (stop it to cancel limit slices left)."
     )
     params_schema = {
         "type": "object",
@@ -275,13 +278,13 @@ class Twap(Strategy):
                 errors={"params.slices": ["At most one per second of duration_minutes."]},
             )
 
-    @property
-    def finished(self) -> bool:
-        return self.state.get("sent", 0) >= self.params["slices"]
+    def is_finished(self, ctx: StrategyContext) -> bool:
+        return self.state.get("sent", 0) >= self.params["slices"] and not ctx.orders
 
     def on_start(self, ctx: StrategyContext) -> None:
         self.state.setdefault("started_at", ctx.now)
         self.state.setdefault("sent", 0)
+        self.state.setdefault("sent_quantity", "0")
 
     def on_timer(self, ctx: StrategyContext) -> None:
         self._send_due(ctx)
@@ -296,8 +299,11 @@ class Twap(Strategy):
         limit = self.params["limit_price"]
         while self.state["sent"] < slices and ctx.now >= self.state["started_at"] + self.state["sent"] * interval:
             sent = self.state["sent"]
-            quantity = total * (sent + 1) / slices - total * sent / slices
-            ctx.order(self.params["side"], quantity, None if limit is None else Decimal(str(limit)), tag=f"s{sent + 1}")
+            done = Decimal(self.state["sent_quantity"])
+            quantity = ctx.rules.quantity(total * (sent + 1) / slices) - done  # the lot-rounded part due so far
+            price = None if limit is None else Decimal(str(limit))
+            if quantity > 0 and ctx.order(self.params["side"], quantity, price, tag=f"s{sent + 1}") is not None:
+                self.state["sent_quantity"] = str(done + quantity)
             self.state["sent"] = sent + 1
 
 
@@ -323,6 +329,15 @@ class MarketMaker(Strategy):
         },
     }
     timer_seconds = 5
+
+    @classmethod
+    def check(cls, params: Mapping[str, Any]) -> None:
+        if params["levels"] * params["step_bps"] >= 10_000:
+            raise StrategyError(
+                "bad_params",
+                "Parameter 'step_bps': levels × step_bps must stay below 10,000 (the deepest bid above zero).",
+                errors={"params.step_bps": ["levels × step_bps must be below 10,000."]},
+            )
 
     def on_bar(self, ctx: StrategyContext, bar: Bar) -> None:
         self._quote(ctx, Decimal(str(bar.close)))

@@ -35,13 +35,12 @@ from decimal import Decimal
 
 import structlog
 from django.db import DatabaseError, connection, transaction
-from django.db.models import Q
 
 from marketdata.candles import INTERVAL_SECONDS
 from marketdata.models import Candle
 from portal.claims import AdvisoryClaims
 from portal.errors import ConflictError
-from trading.choices import OPEN_STATUSES, OrderType, StrategyStatus, TimeInForce
+from trading.choices import OPEN_STATUSES, OrderStatus, OrderType, StrategyStatus, TimeInForce
 from trading.models import Order, Strategy, StrategyLogLine, StrategyMark, Trade
 from trading.order_rules import OrderRejected, OrderRequest
 from trading.services import order_cancel, order_place
@@ -62,6 +61,8 @@ logger = structlog.get_logger("trading.strategies")
 TICK_SECONDS = 1.0
 #: Bars given to a strategy in one tick at most (a runner that was down catches up over ticks).
 BARS_PER_TICK = 500
+#: Trades of the instrument read at once when looking for the strategy's fills.
+TRADES_PER_READ = 5_000
 #: Rounds of fills taken after a step (a fill's answer may fill at once, and so on).
 _FILL_ROUNDS = 5
 #: The advisory lock's first key: "TPst" (Tradeport strategies); the second is the strategy's id.
@@ -86,13 +87,13 @@ class LiveVenue(StrategyContext):
         if not self.warming_up:
             strategy_log(self.strategy, message, level=StrategyLogLine.Level.WARNING)
 
-    def _submit(self, order: WorkingOrder) -> None:
+    def _submit(self, order: WorkingOrder) -> bool:
         strategy = self.strategy
         existing = Order.objects.filter(account_id=strategy.account_id, client_order_id=order.ref).first()
         if existing is not None:  # placed before a restart: never twice
             if existing.status not in OPEN_STATUSES:
                 self.orders.pop(order.ref, None)
-            return
+            return existing.status != OrderStatus.REJECTED
         request = OrderRequest(
             side=order.side,
             type=OrderType.LIMIT if order.price is not None else OrderType.MARKET,
@@ -110,14 +111,14 @@ class LiveVenue(StrategyContext):
                 strategy_id=strategy.pk,
             )
         except OrderRejected as rejection:
-            self.orders.pop(order.ref, None)
             at = f" @ {order.price.normalize():f}" if order.price is not None else " at market"
             message = f"{order.side} {order.quantity.normalize():f}{at} rejected: {rejection.code}: {rejection}"
             strategy_log(strategy, message, level=StrategyLogLine.Level.WARNING)
-            return
+            return False
         self.placed += 1
         if placed.status not in OPEN_STATUSES:
             self.orders.pop(order.ref, None)
+        return True
 
     def _cancel(self, order: WorkingOrder) -> None:
         row = Order.objects.filter(
@@ -179,12 +180,12 @@ class StrategyDriver:
         if timer and now >= self.next_timer:
             slot = int(now // timer * timer)
             self.next_timer = slot + timer
-            self.venue.begin_step(slot)
+            self.venue.begin_step(slot, "t")
             self.code.on_timer(self.venue)
             self._take_fills()
             if not self._save(mark=None):
                 return False
-        if self.code.finished:
+        if self.code.is_finished(self.venue):
             strategy_stop(
                 strategy=self.strategy, actor=self.venue.actor, reason="finished", status=StrategyStatus.FINISHED
             )
@@ -201,37 +202,52 @@ class StrategyDriver:
                 break
             taken = True
             for fill in fills:
-                self.venue.begin_step(fill.time)
+                self.venue.begin_step(fill.time, "f")
                 self.venue.record_fill(fill)
                 self.code.on_fill(self.venue, fill)
         return taken
 
     def _new_fills(self) -> list[Fill]:
-        account, pk = self.strategy.account_id, self.strategy.pk
-        trades = (
-            Trade.objects.filter(
-                Q(maker_account_id=account, maker_order__strategy_id=pk)
-                | Q(taker_account_id=account, taker_order__strategy_id=pk),
-                id__gt=self.last_trade_id,
-            )
-            .select_related("maker_order", "taker_order")
-            .order_by("id")[:BARS_PER_TICK]
+        """The strategy's fills among its instrument's trades after the cursor. An instrument's
+        trades are written under its lock, so their ids commit in order: every trade up to the
+        last one read has been seen, and the cursor moves to it whether it was ours or not (a
+        quiet strategy reads only what traded since the last tick)."""
+        pk = self.strategy.pk
+        rows = (
+            Trade.objects.filter(instrument_id=self.strategy.instrument_id, id__gt=self.last_trade_id)
+            .order_by("id")
+            .values_list(
+                "id",
+                "price",
+                "quantity",
+                "maker_fee",
+                "taker_fee",
+                "executed_at",
+                "maker_order__strategy_id",
+                "maker_order__client_order_id",
+                "maker_order__side",
+                "taker_order__strategy_id",
+                "taker_order__client_order_id",
+                "taker_order__side",
+            )[:TRADES_PER_READ]
         )
         fills = []
-        for trade in trades:
-            maker = trade.maker_order.strategy_id == pk
-            order = trade.maker_order if maker else trade.taker_order
-            fills.append(
-                Fill(
-                    ref=order.client_order_id,
-                    side=order.side,
-                    price=trade.price,
-                    quantity=trade.quantity,
-                    fee=trade.maker_fee if maker else trade.taker_fee,
-                    time=int(trade.executed_at.timestamp()),
+        for row in rows:
+            trade_id, price, quantity, maker_fee, taker_fee, at = row[:6]
+            maker_strategy, maker_ref, maker_side, taker_strategy, taker_ref, taker_side = row[6:]
+            if pk in (maker_strategy, taker_strategy):
+                maker = maker_strategy == pk
+                fills.append(
+                    Fill(
+                        ref=maker_ref if maker else taker_ref,
+                        side=maker_side if maker else taker_side,
+                        price=price,
+                        quantity=quantity,
+                        fee=maker_fee if maker else taker_fee,
+                        time=int(at.timestamp()),
+                    )
                 )
-            )
-            self.last_trade_id = trade.pk
+            self.last_trade_id = trade_id
         return fills
 
     def _new_bars(self, now: float) -> list[Candle]:
@@ -364,6 +380,8 @@ class StrategyRunner:
             if driver is None:
                 driver = self.drivers[pk] = StrategyDriver(strategy, now=now)
                 logger.info("strategy_driven", strategy=pk, run=strategy.run, kind=strategy.kind)
+            else:  # as they are now (an account disabled, an instrument halted meanwhile)
+                driver.strategy.account, driver.strategy.instrument = strategy.account, strategy.instrument
             if not driver.step(now):
                 self._drop(pk)
         except DatabaseError:

@@ -127,8 +127,10 @@ def strategy_delete(*, strategy: Strategy, actor: Any) -> None:
 
 
 def strategy_start(*, strategy: Strategy, actor: Any) -> Strategy:
-    """Start it: the runner takes it at its next tick. Refused while its instrument does not
-    trade or a kill switch covers its account (409), and when it already runs."""
+    """Start it: the runner takes it at its next tick, as a new run: a fresh state, the bars up
+    to now only to warm it up. Its holding and the runner's trade cursor carry over, so a fill
+    that came while it was stopped still counts. Refused while its instrument does not trade or
+    a kill switch covers its account (409), and when it already runs."""
     with transaction.atomic():
         current = _locked(strategy)
         if current.status == StrategyStatus.RUNNING:
@@ -144,7 +146,8 @@ def strategy_start(*, strategy: Strategy, actor: Any) -> Strategy:
         current.error = ""
         current.started_at = timezone.now()
         current.stopped_at = None
-        current.runner_state = {}
+        current.state = {}  # a run starts afresh (a grid placed anew, a TWAP's window from now)
+        current.last_bar_at = None  # bars before the start only warm it up
         current.save()
         strategy_changed_note(current)
         audit_record(action="strategy.start", actor=actor, target=current, after={"run": current.run})
@@ -162,14 +165,14 @@ def strategy_stop(
             if status == StrategyStatus.STOPPED:
                 raise ConflictError("strategy_not_running", "The strategy is not running.")
             return current
-        canceled = order_cancel_all(
-            account_ids=[current.account_id], strategy_id=current.pk, actor=actor, reason=f"strategy {reason}"
-        )
         current.status = status
         current.error = error
         current.stopped_at = timezone.now()
         current.save()
-        strategy_changed_note(current)
+        strategy_changed_note(current)  # the user's stream counter before the cancels' audit lock
+        canceled = order_cancel_all(
+            account_ids=[current.account_id], strategy_id=current.pk, actor=actor, reason=f"strategy {reason}"
+        )
         if error:
             strategy_log(current, error, level=StrategyLogLine.Level.ERROR)
         audit_record(

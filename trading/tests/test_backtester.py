@@ -212,3 +212,16 @@ def test_the_same_inputs_give_the_same_result(name, params):
 
     assert first.fills and first.fills == second.fills
     assert first.equity.tobytes() == second.equity.tobytes()
+
+
+def test_sells_already_working_count_against_what_the_strategy_holds_and_its_position_cap():
+    candles = candles_of([100, 100, 100, 100], highs=[100, 100, 100, 100])
+
+    _, outcome = run_script(
+        {0: [("BUY", "1", None)], 1: [("SELL", "1", "120"), ("SELL", "1", "121")]},
+        candles,
+        caps=Caps(max_position=D("1")),
+    )
+
+    assert [(order.side, order.price) for order in outcome.open_orders] == [("SELL", D("120"))]
+    assert "SELL 1 refused: the strategy holds 1, its other sells claim 1" in outcome.log[0]

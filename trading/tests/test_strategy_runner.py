@@ -16,6 +16,8 @@ from portal.errors import ConflictError
 from riskmgmt.services import instrument_status_set, kill_switch_engage
 from trading.choices import OPEN_STATUSES, OrderStatus, StrategyStatus
 from trading.models import Order, Strategy, StrategyLogLine
+from trading.order_rules import OrderRejected, OrderRequest
+from trading.services import order_place
 from trading.strategies.base import Strategy as StrategyCode
 from trading.strategies.builtin import CATALOGUE
 from trading.strategies.runner import StrategyRunner
@@ -59,6 +61,14 @@ def alice(funded_account):
 
 
 @pytest.fixture
+def runner():
+    """A runner whose claims (file locks on SQLite) are let go at the end, pass or fail."""
+    driving = StrategyRunner()
+    yield driving
+    driving.claims.release()
+
+
+@pytest.fixture
 def liquidity(market):
     """The simulator's market maker quoting BTCUSDT around 100 (one step, no noise traders)."""
     simulator = Simulator(symbols=["BTCUSDT"], seed=1)
@@ -68,10 +78,11 @@ def liquidity(market):
     simulator.claims.release()
 
 
-def test_a_running_crossover_trades_through_the_engine_as_the_strategy_on_behalf_of_its_owner(market, alice, liquidity):
+def test_a_running_crossover_trades_through_the_engine_as_the_strategy_on_behalf_of_its_owner(
+    market, alice, liquidity, runner
+):
     warm = store(market.btcusdt, CLOSES[:12])
     strategy = strategy_start(strategy=create(alice), actor=alice.owner)
-    runner = StrategyRunner()
 
     runner.tick(now=warm)  # the first bars only warm the averages up
     assert not Order.objects.filter(strategy=strategy).exists()
@@ -80,7 +91,7 @@ def test_a_running_crossover_trades_through_the_engine_as_the_strategy_on_behalf
 
     (order,) = Order.objects.filter(strategy=strategy)
     assert order.side == "BUY" and order.type == "MARKET" and order.status == OrderStatus.FILLED
-    assert order.client_order_id == f"st{strategy.pk}r1-{START + 60 * 15}-1"  # bar 14's close
+    assert order.client_order_id == f"st{strategy.pk}r1-b{START + 60 * 15}-1"  # bar 14's close
     assert order.account == alice and order.quantity == D("0.5")
     placed = AuditEvent.objects.get(action="order.place", target_id=str(order.pk))
     assert placed.actor_type == "strategy" and placed.actor_user_id == alice.owner_id
@@ -90,10 +101,9 @@ def test_a_running_crossover_trades_through_the_engine_as_the_strategy_on_behalf
     assert strategy.marks.count() == 4 and strategy.status == StrategyStatus.RUNNING
 
 
-def test_stopping_a_strategy_cancels_its_open_orders_and_is_audited(market, alice):
+def test_stopping_a_strategy_cancels_its_open_orders_and_is_audited(market, alice, runner):
     grid = {"lower": 90, "upper": 99, "levels": 4, "quantity": 0.1}
     strategy = strategy_start(strategy=create(alice, "grid", grid, name="grid"), actor=alice.owner)
-    runner = StrategyRunner()
     runner.tick(now=store(market.btcusdt, [100, 100]))
     runner.tick(now=store(market.btcusdt, [100], first=2))
     assert Order.objects.filter(strategy=strategy, status__in=OPEN_STATUSES).count() == 4
@@ -147,12 +157,11 @@ class Faulty(StrategyCode):
 
 
 def test_a_strategy_that_raises_is_stopped_with_its_traceback_and_the_others_keep_running(
-    market, alice, liquidity, monkeypatch
+    market, alice, liquidity, monkeypatch, runner
 ):
     monkeypatch.setitem(CATALOGUE, "faulty", Faulty)
     faulty = strategy_start(strategy=create(alice, "faulty", {}, name="faulty"), actor=alice.owner)
     crossover = strategy_start(strategy=create(alice), actor=alice.owner)
-    runner = StrategyRunner()
     runner.tick(now=store(market.btcusdt, CLOSES[:12]))
 
     runner.tick(now=store(market.btcusdt, CLOSES[12:], first=12))
@@ -167,9 +176,8 @@ def test_a_strategy_that_raises_is_stopped_with_its_traceback_and_the_others_kee
     assert Strategy.objects.get(pk=crossover.pk).status == StrategyStatus.RUNNING
 
 
-def test_the_strategys_caps_refuse_its_orders_before_they_leave(market, alice, liquidity):
+def test_the_strategys_caps_refuse_its_orders_before_they_leave(market, alice, liquidity, runner):
     strategy = strategy_start(strategy=create(alice, max_order_qty=D("0.2")), actor=alice.owner)
-    runner = StrategyRunner()
     runner.tick(now=store(market.btcusdt, CLOSES[:12]))
 
     runner.tick(now=store(market.btcusdt, CLOSES[12:], first=12))
@@ -179,10 +187,9 @@ def test_the_strategys_caps_refuse_its_orders_before_they_leave(market, alice, l
     assert line.level == "warning" and "refused: order quantity above the strategy's cap 0.2" in line.message
 
 
-def test_an_order_the_venue_rejects_is_stored_rejected_and_logged(market, funded_account, liquidity):
+def test_an_order_the_venue_rejects_is_stored_rejected_and_logged(market, funded_account, liquidity, runner):
     poor = funded_account("carol", USDT="10")
     strategy = strategy_start(strategy=create(poor), actor=poor.owner)
-    runner = StrategyRunner()
     runner.tick(now=store(market.btcusdt, CLOSES[:12]))
 
     runner.tick(now=store(market.btcusdt, CLOSES[12:], first=12))
@@ -208,12 +215,13 @@ def test_a_strategy_does_not_start_on_a_halted_instrument_or_under_a_kill_switch
     assert Strategy.objects.get(pk=strategy.pk).status == StrategyStatus.STOPPED
 
 
-def test_the_kill_switch_stops_the_strategies_in_its_scope_and_cancels_their_orders(market, alice, funded_account):
+def test_the_kill_switch_stops_the_strategies_in_its_scope_and_cancels_their_orders(
+    market, alice, funded_account, runner
+):
     bob = funded_account("bob", USDT="100000")
     grid = {"lower": 90, "upper": 99, "levels": 4, "quantity": 0.1}
     alices = strategy_start(strategy=create(alice, "grid", grid, name="grid"), actor=alice.owner)
     bobs = strategy_start(strategy=create(bob, "grid", grid, name="grid"), actor=bob.owner)
-    runner = StrategyRunner()
     runner.tick(now=store(market.btcusdt, [100, 100]))
     runner.tick(now=store(market.btcusdt, [100], first=2))
 
@@ -225,3 +233,65 @@ def test_the_kill_switch_stops_the_strategies_in_its_scope_and_cancels_their_ord
     assert Order.objects.filter(strategy=bobs, status__in=OPEN_STATUSES).count() == 4
     engaged = AuditEvent.objects.get(action="kill_switch.engage", target_id=str(switch.pk))
     assert engaged.after["stopped_strategies"] == 1
+
+
+def test_a_fill_that_came_while_the_strategy_was_stopped_counts_when_it_starts_again(
+    market, alice, funded_account, place, runner
+):
+    grid = {"lower": 90, "upper": 99, "levels": 4, "quantity": 0.1}
+    strategy = strategy_start(strategy=create(alice, "grid", grid, name="grid"), actor=alice.owner)
+    runner.tick(now=store(market.btcusdt, [100, 100]))
+    runner.tick(now=store(market.btcusdt, [100], first=2))
+    seller = place(funded_account("bob", BTC="1"), "SELL", "MARKET", qty="0.1")  # into the grid's bid at 99
+    strategy_stop(strategy=strategy, actor=alice.owner)  # before the runner saw the fill
+    assert seller.status == OrderStatus.FILLED
+
+    strategy_start(strategy=strategy, actor=alice.owner)
+    runner.tick(now=store(market.btcusdt, [100], first=3))
+    runner.tick(now=store(market.btcusdt, [100], first=4))
+
+    strategy.refresh_from_db()
+    assert strategy.position == D("0.1") and strategy.run == 2
+    fresh = Order.objects.filter(strategy=strategy, status__in=OPEN_STATUSES)
+    assert fresh.count() == 4 and all(order.client_order_id.startswith(f"st{strategy.pk}r2-") for order in fresh)
+
+
+def test_a_strategy_started_again_only_warms_up_on_the_bars_of_its_pause(market, alice, liquidity, runner):
+    strategy = strategy_start(strategy=create(alice), actor=alice.owner)
+    runner.tick(now=store(market.btcusdt, CLOSES[:12]))
+    strategy_stop(strategy=strategy, actor=alice.owner)
+    crossing = store(market.btcusdt, CLOSES[12:], first=12)  # the cross comes while it is stopped
+
+    strategy_start(strategy=strategy, actor=alice.owner)
+    runner.tick(now=crossing)
+    runner.tick(now=crossing + 60)
+
+    assert not Order.objects.filter(strategy=strategy).exists()
+
+
+def test_an_order_of_a_strategy_that_no_longer_runs_is_rejected(market, alice):
+    strategy = create(alice)  # never started
+
+    with pytest.raises(OrderRejected) as refused:
+        order_place(
+            account=alice,
+            instrument=market.btcusdt,
+            request=OrderRequest(side="BUY", type="LIMIT", quantity=D("1"), price=D("90"), time_in_force="GTC"),
+            actor="test",
+            strategy_id=strategy.pk,
+        )
+
+    assert refused.value.code == "STRATEGY_STOPPED"
+    assert not Order.objects.filter(strategy=strategy, status__in=OPEN_STATUSES).exists()
+
+
+def test_a_twap_with_limit_slices_waits_for_them_instead_of_canceling_them(market, alice, runner):
+    twap = {"side": "BUY", "quantity": 0.2, "duration_minutes": 1, "slices": 2, "limit_price": 95}
+    strategy = strategy_start(strategy=create(alice, "twap", twap, name="twap"), actor=alice.owner)
+    now = store(market.btcusdt, [100])
+
+    for second in range(0, 62, 2):
+        runner.tick(now=now + second)
+
+    assert Order.objects.filter(strategy=strategy, status__in=OPEN_STATUSES).count() == 2
+    assert Strategy.objects.get(pk=strategy.pk).status == StrategyStatus.RUNNING

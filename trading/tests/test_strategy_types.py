@@ -169,7 +169,7 @@ def test_twap_sends_equal_slices_at_even_times_and_finishes():
     assert [bar_of(fill, candles) for fill in outcome.fills] == [1, 3, 5, 8]
     assert [fill.quantity for fill in outcome.fills] == [D("0.25")] * 4
     assert sum(fill.quantity for fill in outcome.fills) == D("1")
-    assert strategy.finished
+    assert strategy.state["sent"] == 4 and outcome.open_orders == []
 
 
 def test_twap_with_a_limit_price_never_pays_more():
@@ -248,3 +248,20 @@ def test_defaults_fill_what_is_left_out():
         "average": "sma",
         "quantity": 1,
     }
+
+
+def test_twap_slices_rounded_to_the_lot_add_up_to_the_quantity():
+    candles = candles_of([100 + index for index in range(6)])
+
+    _, outcome = run("twap", {"side": "BUY", "quantity": 1, "duration_minutes": 3, "slices": 3}, candles)
+
+    assert [fill.quantity for fill in outcome.fills] == [D("0.333"), D("0.333"), D("0.334")]
+
+
+def test_the_market_maker_refuses_levels_that_would_bid_at_or_below_zero():
+    with pytest.raises(StrategyError) as refused:
+        params_validate(
+            CATALOGUE["market_maker"], {"levels": 10, "step_bps": 1000, "quote_notional": 1, "max_inventory": 1}
+        )
+
+    assert list(refused.value.errors) == ["params.step_bps"]
