@@ -45,25 +45,33 @@ class Runner:
             )
 
     def kill(self, signum: int = signal.SIGKILL) -> None:
-        assert self.proc is not None
+        if self.proc is None or self.proc.poll() is not None:
+            return
         os.killpg(self.proc.pid, signum)
         self.proc.wait(timeout=30)
 
+    def wait_for(self, condition, *, seconds: float = 180) -> None:
+        deadline = time.monotonic() + seconds
+        while not condition():
+            assert time.monotonic() < deadline, f"timed out; the runner's log ends:\n{self.log.read_text()[-3000:]}"
+            time.sleep(0.2)
 
-def wait_for(condition, *, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
+
+@pytest.fixture
+def runner(tmp_path):
+    """The runner process of a test, killed at its end whatever happened."""
+    process = Runner(tmp_path / "runner.log")
+    yield process
+    process.kill()
 
 
-def test_a_runner_killed_mid_run_and_started_again_places_no_order_twice(market, funded_account, place, tmp_path):
+def test_a_runner_killed_mid_run_and_started_again_places_no_order_twice(market, funded_account, place, runner):
     full_stack_required()
     alice = funded_account("alice", USDT="100000", BTC="5")
     bob = funded_account("bob", USDT="1000000", BTC="1000")
     place(bob, "SELL", qty="500", price="101")  # liquidity for the strategy's market orders
     place(bob, "BUY", qty="500", price="99")
-    walk = random_walk(400, seed=5)
+    walk = random_walk(300, seed=5)
     candles_store(market.btcusdt, candles_of(walk.close[:40].tolist()))
     definition = StrategyDefinition(
         name="cross",
@@ -73,9 +81,8 @@ def test_a_runner_killed_mid_run_and_started_again_places_no_order_twice(market,
         symbol="BTCUSDT",
     )
     strategy = strategy_start(strategy=create(alice, definition), actor=alice.owner)
-    runner = Runner(tmp_path / "runner.log")
     runner.start()
-    wait_for(lambda: Strategy.objects.get(pk=strategy.pk).last_bar_at is not None)
+    runner.wait_for(lambda: Strategy.objects.get(pk=strategy.pk).last_bar_at is not None)
 
     def feed(first: int, last: int) -> None:
         for start in range(first, last, 10):
@@ -83,13 +90,13 @@ def test_a_runner_killed_mid_run_and_started_again_places_no_order_twice(market,
             time.sleep(0.3)
 
     feed(40, 200)
-    wait_for(lambda: Order.objects.filter(strategy=strategy).count() >= 5)
+    runner.wait_for(lambda: Order.objects.filter(strategy=strategy).count() >= 5)
     runner.kill()  # as a machine that lost power: no goodbye
     placed_before = Order.objects.filter(strategy=strategy).count()
-    feed(200, 400)
+    feed(200, 300)
     runner.start()
-    last_open = START + 60 * 399
-    wait_for(lambda: Strategy.objects.get(pk=strategy.pk).last_bar_at.timestamp() == last_open)
+    last_open = START + 60 * 299
+    runner.wait_for(lambda: Strategy.objects.get(pk=strategy.pk).last_bar_at.timestamp() == last_open)
     runner.kill(signal.SIGTERM)
 
     orders = list(Order.objects.filter(strategy=strategy).order_by("id"))
