@@ -73,3 +73,60 @@ def usage_bar(fraction: Decimal | float | None):
         f"{value * 100:.0f}",
         f"{min(value, 1.0) * 100:.1f}",
     )
+
+
+@register.simple_tag
+def line_svg(
+    values: list[float], label: str, css: str = "line", markers: list[tuple[int, str]] | None = None, other=None
+):
+    """A line of `values` over the chart's width (its low and high written at the left), with
+    `markers` — (index, "BUY" / "SELL") — as triangles on the line, and `other` (a second
+    series of its own length, dashed) drawn on the same scale: a backtest's equity, drawdown or
+    price with its trades, and two equities compared."""
+    series = [list(values or [])] + ([list(other)] if other else [])
+    if not series[0]:
+        return ""
+    low = min(min(line) for line in series)
+    high = max(max(line) for line in series)
+    span = (high - low) or 1.0
+
+    def points(line: list[float]) -> list[tuple[float, float]]:
+        step = WIDTH / max(len(line) - 1, 1)
+        return [(index * step, HEIGHT - 4 - (value - low) / span * (HEIGHT - 8)) for index, value in enumerate(line)]
+
+    def path(line: list[float]) -> str:
+        return " ".join(f"{x:.1f},{y:.1f}" for x, y in points(line))
+
+    first = points(series[0])
+    drawn = [format_html('<polyline points="{}" class="{}"/>', path(series[0]), css)]
+    if other:
+        drawn.append(format_html('<polyline points="{}" class="{} other"/>', path(series[1]), css))
+    for index, side in markers or []:
+        if 0 <= index < len(first):
+            x, y = first[index]
+            tip = y + 7 if side == "BUY" else y - 7
+            drawn.append(
+                format_html(
+                    '<polygon points="{},{} {},{} {},{}" class="marker {}"><title>{}</title></polygon>',
+                    f"{x:.1f}",
+                    f"{y:.1f}",
+                    f"{x - 4:.1f}",
+                    f"{tip:.1f}",
+                    f"{x + 4:.1f}",
+                    f"{tip:.1f}",
+                    side.lower(),
+                    side,
+                )
+            )
+    return format_html(
+        '<svg class="line-chart" viewBox="0 0 {} {}" role="img" aria-label="{}" data-testid="chart-{}">'
+        '<text x="2" y="10" class="axis">{}</text><text x="2" y="{}" class="axis">{}</text>{}</svg>',
+        WIDTH,
+        HEIGHT,
+        label,
+        css,
+        f"{high:,.4g}",
+        HEIGHT - 2,
+        f"{low:,.4g}",
+        format_html_join("", "{}", ((item,) for item in drawn)),
+    )

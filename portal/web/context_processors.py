@@ -13,6 +13,7 @@ NAVIGATION = [
     ("Orders", "portal:orders", Role.VIEWER),
     ("Risk", "portal:risk", Role.VIEWER),
     ("Reports", "portal:reports", Role.VIEWER),
+    ("Strategies", "portal:strategies", Role.VIEWER),
     ("API keys", "portal:api-keys", Role.VIEWER),
     ("System", "portal:system", Role.OPERATOR),
 ]

@@ -167,6 +167,8 @@ class Strategy:
     params_schema: ClassVar[dict[str, Any]]
     #: Seconds between two `on_timer` calls; None: no timer.
     timer_seconds: ClassVar[int | None] = None
+    #: A type is shown in templates (the portal's catalogue), never instantiated by them.
+    do_not_call_in_templates: ClassVar[bool] = True
 
     def __init__(self, params: Mapping[str, Any], state: dict[str, Any] | None = None):
         self.params = dict(params)
