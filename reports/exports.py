@@ -24,6 +24,7 @@ File formats (the same columns in each, in the order of `*_COLUMNS`, rows in key
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import signal
@@ -410,13 +411,13 @@ def _copy_by_reader(source: ExportSource, path: Path, done: Callable[[int], None
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        text=True,
+        bufsize=0,  # unbuffered: a write to a reader already gone fails at once and leaves nothing behind
     ) as reader:
         stdin, stdout, stderr = reader.stdin, reader.stdout, reader.stderr
         assert stdin and stdout and stderr  # noqa: S101 - all three are pipes; for the type checker
         try:
-            stdin.write(json.dumps(order) + "\n")
-            stdin.flush()
+            with contextlib.suppress(BrokenPipeError):  # it died at once: its exit status says how
+                stdin.write((json.dumps(order) + "\n").encode())
             for line in stdout:
                 last = json.loads(line)
                 if "rows" in last:
@@ -424,7 +425,7 @@ def _copy_by_reader(source: ExportSource, path: Path, done: Callable[[int], None
         finally:
             if reader.poll() is None and "done" not in last:
                 reader.kill()
-        complaint = stderr.read().strip()
+        complaint = stderr.read().decode(errors="replace").strip()
     returncode = reader.returncode
     if "done" in last:
         logger.info("export_read", rows=last["done"], reader_peak_rss_kb=last["peak_rss_kb"])
