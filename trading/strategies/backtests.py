@@ -182,7 +182,7 @@ def backtest_execute(run: JobRun) -> None:
 
 def backtests_visible_to(user: User) -> QuerySet[Backtest]:
     """A user's own backtests; operators see every one."""
-    backtests = Backtest.objects.select_related("job", "instrument", "owner")
+    backtests = Backtest.objects.select_related("job__owner", "instrument", "owner")
     return backtests if user.has_role_at_least(Role.OPERATOR) else backtests.filter(owner=user)
 
 

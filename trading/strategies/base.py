@@ -24,6 +24,7 @@ import jsonschema
 from portal.decimals import floor_amount
 from portal.errors import DomainError
 from trading.choices import Side
+from trading.positions import PositionState, position_after_fill, unrealized_pnl
 
 ZERO = Decimal(0)
 
@@ -115,8 +116,8 @@ class StrategyError(DomainError):
 @dataclass
 class Holding:
     """What the strategy's own fills add up to: position, average price, realized P&L (after
-    fees), fees paid, and the quote spent or received. The same arithmetic as the engine's
-    positions (trading.positions), for the strategy's fills only."""
+    fees), fees paid, and the quote spent or received: the engine's position arithmetic
+    (`trading.positions`) over the strategy's fills only."""
 
     position: Decimal = ZERO
     average_price: Decimal = ZERO
@@ -129,31 +130,19 @@ class Holding:
         """Add `fill`; the P&L it realized (after its fee), 0 when it added to the position."""
         signed = fill.quantity if fill.side == Side.BUY else -fill.quantity
         notional = fill.price * fill.quantity
-        self.quote += -notional if fill.side == Side.BUY else notional
-        self.quote -= fill.fee
+        self.quote += (-notional if fill.side == Side.BUY else notional) - fill.fee
         self.fees += fill.fee
-        realized = -fill.fee
-        position = self.position
-        if position == 0 or (position > 0) == (signed > 0):
-            total = position + signed
-            self.average_price = (self.average_price * abs(position) + fill.price * fill.quantity) / abs(total)
-            self.position = total
-            self.realized_pnl += realized
-            return ZERO
-        closing = min(abs(signed), abs(position))
-        direction = 1 if position > 0 else -1
-        realized += (fill.price - self.average_price) * closing * direction
-        self.position = position + signed
-        if self.position == 0:
-            self.average_price = ZERO
-        elif (self.position > 0) != (position > 0):
-            self.average_price = fill.price
-        self.realized_pnl += realized
-        self.closed.append(realized)
-        return realized
+        before = PositionState(self.position, self.average_price, self.realized_pnl)
+        after, realized = position_after_fill(before, signed_qty=signed, price=fill.price)
+        self.position, self.average_price = after.quantity, after.average_price
+        self.realized_pnl = after.realized_pnl - fill.fee
+        if before.quantity == 0 or (before.quantity > 0) == (signed > 0):
+            return ZERO  # it opened or added
+        self.closed.append(realized - fill.fee)
+        return realized - fill.fee
 
     def unrealized(self, price: Decimal) -> Decimal:
-        return (price - self.average_price) * self.position
+        return unrealized_pnl(quantity=self.position, average_price=self.average_price, last_price=price)
 
 
 class Strategy:

@@ -11,6 +11,7 @@ from marketdata.models import CandleInterval
 from portal.api.v1.serializers import JobSerializer
 from portal.decimals import AMOUNT_DIGITS, AMOUNT_PLACES, AMOUNT_UNIT
 from trading.models import Backtest, BacktestFill, Strategy, StrategyLogLine, StrategyMark
+from trading.positions import unrealized_pnl
 
 
 def _amount(**kwargs) -> serializers.DecimalField:
@@ -164,7 +165,8 @@ class StrategySerializer(serializers.ModelSerializer):
     @extend_schema_field(serializers.DecimalField(max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES))
     def get_unrealized_pnl(self, strategy: Strategy) -> str:
         price = strategy.instrument.last_price or strategy.instrument.reference_price
-        return f"{((price - strategy.average_price) * strategy.position).quantize(AMOUNT_UNIT):f}"
+        value = unrealized_pnl(quantity=strategy.position, average_price=strategy.average_price, last_price=price)
+        return f"{value.quantize(AMOUNT_UNIT):f}"
 
 
 class StrategyLogLineSerializer(serializers.ModelSerializer):
